@@ -1,0 +1,3 @@
+"""Hand-set transformer weights and the algorithms they implement (reference implementations)."""
+
+from __future__ import annotations

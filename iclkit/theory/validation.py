@@ -1,0 +1,121 @@
+"""Input validation at the package boundary.
+
+Every public entry point of iclkit checks its arguments here and raises
+:class:`ParameterError` naming the offending parameter and the allowed range, so that
+bad input never surfaces as a traceback from deep inside numpy or torch, nor as a silent
+NaN. The CLI turns :class:`ParameterError` into a one-line message and exit code 2.
+
+This module sits at the bottom of the package (``iclkit.theory`` imports nothing else of
+iclkit), so every layer can use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ParameterError",
+    "check_finite_tensor",
+    "check_int",
+    "check_positive",
+    "check_probability_vector",
+    "check_real",
+    "check_shape",
+]
+
+
+class ParameterError(ValueError):
+    """A user-supplied parameter is out of its allowed range or malformed.
+
+    The message always starts with the parameter's name.
+    """
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Return ``value`` as an int, or raise :class:`ParameterError`.
+
+    Booleans and non-integral floats are rejected.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ParameterError(f"{name} must be an integer, got {value!r}")
+    ivalue = int(value)  # type: ignore[arg-type]
+    if minimum is not None and ivalue < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {ivalue}")
+    if maximum is not None and ivalue > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {ivalue}")
+    return ivalue
+
+
+def check_real(value: object, name: str, *, minimum: float | None = None,
+               maximum: float | None = None, strict_minimum: bool = False) -> float:
+    """Return ``value`` as a finite float, or raise :class:`ParameterError`.
+
+    ``strict_minimum`` makes the lower bound exclusive (``value > minimum``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"{name} must be a real number, got {value!r}")
+    fvalue = float(value)
+    if not math.isfinite(fvalue):
+        raise ParameterError(f"{name} must be finite, got {fvalue}")
+    if minimum is not None:
+        if strict_minimum and not fvalue > minimum:
+            raise ParameterError(f"{name} must be > {minimum}, got {fvalue}")
+        if not strict_minimum and fvalue < minimum:
+            raise ParameterError(f"{name} must be >= {minimum}, got {fvalue}")
+    if maximum is not None and fvalue > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {fvalue}")
+    return fvalue
+
+
+def check_positive(value: object, name: str) -> float:
+    """Return ``value`` as a finite float > 0, or raise :class:`ParameterError`."""
+    return check_real(value, name, minimum=0.0, strict_minimum=True)
+
+
+def check_probability_vector(values: Sequence[float] | np.ndarray, name: str, *,
+                             length: int | None = None, atol: float = 1e-8) -> tuple[float, ...]:
+    """Validate a probability vector: finite, non-negative, summing to 1 within ``atol``."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if length is not None and arr.shape[0] != length:
+        raise ParameterError(f"{name} must have {length} entries, got {arr.shape[0]}")
+    if arr.size == 0:
+        raise ParameterError(f"{name} must not be empty")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{name} must be finite, got {arr.tolist()}")
+    if np.any(arr < 0):
+        raise ParameterError(f"{name} must be non-negative, got {arr.tolist()}")
+    total = float(arr.sum())
+    if abs(total - 1.0) > atol:
+        raise ParameterError(f"{name} must sum to 1 (within {atol}), got sum {total:.12g}")
+    return tuple(float(v) for v in arr)
+
+
+def check_finite_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise :class:`ParameterError` if ``x`` holds NaN or infinite entries."""
+    if not isinstance(x, torch.Tensor):
+        raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ParameterError(f"{name} contains {bad} NaN or infinite entries")
+    return x
+
+
+def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torch.Tensor:
+    """Check ``x.shape`` against ``shape`` (``None`` matches any size).
+
+    The message names the parameter, the expected and the actual shape.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if x.dim() != len(shape) or any(s is not None and s != a for s, a in zip(shape, x.shape, strict=True)):
+        raise ParameterError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+    return x
