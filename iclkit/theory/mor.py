@@ -64,7 +64,8 @@ class MoRConfig:
     n : int
         Number of in-context examples per prompt (n >= 1); the prompt has n + 1 tokens.
     snr : float or None
-        Signal-to-noise ratio eta > 0. Exactly one of ``snr`` and ``sigma`` is given.
+        Signal-to-noise ratio eta > 0 (default 10 when neither ``snr`` nor ``sigma`` is given).
+        At most one of ``snr`` and ``sigma`` is given.
     sigma : float or None
         Noise standard deviation sigma > 0, used for every prompt.
     pi : tuple of float or None
@@ -88,7 +89,7 @@ class MoRConfig:
     d: int
     K: int = 2
     n: int = 100
-    snr: float | None = 10.0
+    snr: float | None = None
     sigma: float | None = None
     pi: tuple[float, ...] | None = None
     pi_mode: PiMode = "fixed"
@@ -103,8 +104,10 @@ class MoRConfig:
         check_int(self.d, "d", minimum=1)
         check_int(self.K, "K", minimum=1)
         check_int(self.n, "n", minimum=1)
-        if (self.snr is None) == (self.sigma is None):
-            raise ParameterError("snr and sigma: give exactly one of them (snr=eta > 0 or sigma > 0)")
+        if self.snr is None and self.sigma is None:
+            object.__setattr__(self, "snr", 10.0)
+        if self.snr is not None and self.sigma is not None:
+            raise ParameterError("snr and sigma: give at most one of them (snr=eta > 0 or sigma > 0)")
         if self.snr is not None:
             check_positive(self.snr, "snr")
         if self.sigma is not None:
