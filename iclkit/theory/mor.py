@@ -107,7 +107,9 @@ class MoRConfig:
         if self.snr is None and self.sigma is None:
             object.__setattr__(self, "snr", 10.0)
         if self.snr is not None and self.sigma is not None:
-            raise ParameterError("snr and sigma: give at most one of them (snr=eta > 0 or sigma > 0)")
+            raise ParameterError(
+                "snr and sigma: give at most one of them (snr=eta > 0 or sigma > 0)"
+            )
         if self.snr is not None:
             check_positive(self.snr, "snr")
         if self.sigma is not None:
@@ -130,7 +132,9 @@ class MoRConfig:
         if self.Lambda is not None:
             lam = np.asarray(self.Lambda, dtype=np.float64)
             if lam.shape != (self.d, self.d):
-                raise ParameterError(f"Lambda must have shape ({self.d}, {self.d}), got {lam.shape}")
+                raise ParameterError(
+                    f"Lambda must have shape ({self.d}, {self.d}), got {lam.shape}"
+                )
             if not np.all(np.isfinite(lam)):
                 raise ParameterError("Lambda must be finite")
             if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, np.abs(lam).max())):
@@ -159,9 +163,17 @@ class MoRConfig:
     def replace(self, **changes: object) -> MoRConfig:
         """Return a copy with ``changes`` applied (validated again)."""
         fields = {
-            "d": self.d, "K": self.K, "n": self.n, "snr": self.snr, "sigma": self.sigma,
-            "pi": self.pi, "pi_mode": self.pi_mode, "dirichlet_alpha": self.dirichlet_alpha,
-            "prior": self.prior, "prior_scale": self.prior_scale, "symmetric": self.symmetric,
+            "d": self.d,
+            "K": self.K,
+            "n": self.n,
+            "snr": self.snr,
+            "sigma": self.sigma,
+            "pi": self.pi,
+            "pi_mode": self.pi_mode,
+            "dirichlet_alpha": self.dirichlet_alpha,
+            "prior": self.prior,
+            "prior_scale": self.prior_scale,
+            "symmetric": self.symmetric,
             "Lambda": self.Lambda,
         }
         if "snr" in changes and changes["snr"] is not None and "sigma" not in changes:
@@ -277,25 +289,43 @@ class MoRBatch:
 
     def to(self, dtype: torch.dtype) -> MoRBatch:
         """Cast the floating tensors to ``dtype`` (z stays int64)."""
-        return MoRBatch(self.X.to(dtype), self.y.to(dtype), self.z, self.betas.to(dtype),
-                        self.pi.to(dtype), self.sigma.to(dtype))
+        return MoRBatch(
+            self.X.to(dtype),
+            self.y.to(dtype),
+            self.z,
+            self.betas.to(dtype),
+            self.pi.to(dtype),
+            self.sigma.to(dtype),
+        )
 
     def select(self, index: torch.Tensor | Sequence[int] | slice) -> MoRBatch:
         """Sub-batch of the prompts at ``index``."""
-        return MoRBatch(self.X[index], self.y[index], self.z[index], self.betas[index],
-                        self.pi[index], self.sigma[index])
+        return MoRBatch(
+            self.X[index],
+            self.y[index],
+            self.z[index],
+            self.betas[index],
+            self.pi[index],
+            self.sigma[index],
+        )
 
     def truncate(self, m: int) -> MoRBatch:
         """The prompts with their first ``m`` examples and the same query (1 <= m <= n)."""
         m = check_int(m, "m", minimum=1, maximum=self.n)
         keep = list(range(m)) + [self.n]
-        return MoRBatch(self.X[:, keep], self.y[:, keep], self.z[:, keep], self.betas,
-                        self.pi, self.sigma)
+        return MoRBatch(
+            self.X[:, keep], self.y[:, keep], self.z[:, keep], self.betas, self.pi, self.sigma
+        )
 
 
-def sample_mor(config: MoRConfig, batch_size: int, *, seed: int | None = None,
-               generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float64) -> MoRBatch:
+def sample_mor(
+    config: MoRConfig,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> MoRBatch:
     """Draw ``batch_size`` prompts from the MoR model of ``config``.
 
     Exactly one of ``seed`` and ``generator`` is given. Draws are always made in float64
@@ -352,8 +382,10 @@ def sample_mor(config: MoRConfig, batch_size: int, *, seed: int | None = None,
         assert c.snr is not None
         sigma = component_separation(betas, symmetric=c.symmetric) / float(c.snr)
         if bool((sigma <= 0).any()):
-            raise ParameterError("snr: a prompt has zero component separation, so sigma = 0; "
-                                 "use a continuous prior or give sigma directly")
+            raise ParameterError(
+                "snr: a prompt has zero component separation, so sigma = 0; "
+                "use a continuous prior or give sigma directly"
+            )
     noise = torch.randn(B, N, generator=g, dtype=f64) * sigma[:, None]
     chosen = torch.gather(betas, 1, z[:, :, None].expand(B, N, c.d))
     y = (X * chosen).sum(-1) + noise
@@ -362,8 +394,9 @@ def sample_mor(config: MoRConfig, batch_size: int, *, seed: int | None = None,
     return batch if dtype == f64 else batch.to(dtype)
 
 
-def fresh_batch(config: MoRConfig, batch_size: int, *, seed: int, step: int,
-                dtype: torch.dtype = torch.float64) -> MoRBatch:
+def fresh_batch(
+    config: MoRConfig, batch_size: int, *, seed: int, step: int, dtype: torch.dtype = torch.float64
+) -> MoRBatch:
     """Fresh-sampling mode: the batch of training step ``step`` of the run seeded ``seed``.
 
     The generator is derived from ``(seed, "fresh", step)``, so batch ``step`` can be
@@ -384,8 +417,9 @@ class PromptPool:
     prompts: MoRBatch
 
     @classmethod
-    def draw(cls, config: MoRConfig, B: int, *, seed: int,
-             dtype: torch.dtype = torch.float64) -> PromptPool:
+    def draw(
+        cls, config: MoRConfig, B: int, *, seed: int, dtype: torch.dtype = torch.float64
+    ) -> PromptPool:
         """Draw a pool of ``B`` prompts from stream ``(seed, "pool")``."""
         return cls(sample_mor(config, B, seed=derive_seed(seed, "pool"), dtype=dtype))
 
@@ -407,7 +441,9 @@ def _resolve_generator(seed: int | None, generator: torch.Generator | None) -> t
         raise ParameterError("seed and generator: give exactly one of them")
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise ParameterError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            raise ParameterError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}"
+            )
         return generator
     assert seed is not None
     return make_generator(seed)
@@ -423,4 +459,3 @@ def validate_prompts(X: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int]:
     check_finite_tensor(X, "X")
     check_finite_tensor(y, "y")
     return int(B), int(n), int(d)
-

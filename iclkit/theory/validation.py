@@ -35,8 +35,9 @@ class ParameterError(ValueError):
     """
 
 
-def check_int(value: object, name: str, *, minimum: int | None = None,
-              maximum: int | None = None) -> int:
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Return ``value`` as an int, or raise :class:`ParameterError`.
 
     Booleans and non-integral floats are rejected.
@@ -54,8 +55,14 @@ def check_int(value: object, name: str, *, minimum: int | None = None,
     return ivalue
 
 
-def check_real(value: object, name: str, *, minimum: float | None = None,
-               maximum: float | None = None, strict_minimum: bool = False) -> float:
+def check_real(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
     """Return ``value`` as a finite float, or raise :class:`ParameterError`.
 
     ``strict_minimum`` makes the lower bound exclusive (``value > minimum``).
@@ -80,8 +87,13 @@ def check_positive(value: object, name: str) -> float:
     return check_real(value, name, minimum=0.0, strict_minimum=True)
 
 
-def check_probability_vector(values: Sequence[float] | np.ndarray, name: str, *,
-                             length: int | None = None, atol: float = 1e-8) -> tuple[float, ...]:
+def check_probability_vector(
+    values: Sequence[float] | np.ndarray,
+    name: str,
+    *,
+    length: int | None = None,
+    atol: float = 1e-8,
+) -> tuple[float, ...]:
     """Validate a probability vector: finite, non-negative, summing to 1 within ``atol``."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if length is not None and arr.shape[0] != length:
@@ -116,6 +128,8 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torc
     if not isinstance(x, torch.Tensor):
         raise ParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-    if x.dim() != len(shape) or any(s is not None and s != a for s, a in zip(shape, x.shape, strict=True)):
+    if x.dim() != len(shape) or any(
+        s is not None and s != a for s, a in zip(shape, x.shape, strict=True)
+    ):
         raise ParameterError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
     return x
