@@ -162,7 +162,7 @@ class MoRConfig:
 
     def replace(self, **changes: object) -> MoRConfig:
         """Return a copy with ``changes`` applied (validated again)."""
-        fields = {
+        fields: dict[str, object] = {
             "d": self.d,
             "K": self.K,
             "n": self.n,
@@ -312,7 +312,7 @@ class MoRBatch:
     def truncate(self, m: int) -> MoRBatch:
         """The prompts with their first ``m`` examples and the same query (1 <= m <= n)."""
         m = check_int(m, "m", minimum=1, maximum=self.n)
-        keep = list(range(m)) + [self.n]
+        keep = [*range(m), self.n]
         return MoRBatch(
             self.X[:, keep], self.y[:, keep], self.z[:, keep], self.betas, self.pi, self.sigma
         )

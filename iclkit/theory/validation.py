@@ -47,7 +47,7 @@ def check_int(
             value = int(value)
         else:
             raise ParameterError(f"{name} must be an integer, got {value!r}")
-    ivalue = int(value)  # type: ignore[arg-type]
+    ivalue = int(value)
     if minimum is not None and ivalue < minimum:
         raise ParameterError(f"{name} must be >= {minimum}, got {ivalue}")
     if maximum is not None and ivalue > maximum:
