@@ -45,11 +45,404 @@ def _float_list(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- subcommands
 # (each helper adds its _add_*/_cmd_* pair above the registry below)
+
+
+# --------------------------------------------------------------------------- npz I/O
+def _load_npz(path: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+    """Load arrays from ``path``; missing file/keys and NaN/inf entries are ParameterErrors."""
+    import os
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise ParameterError(f"--in: file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"--in: cannot read {path} as .npz ({exc})") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ParameterError(
+            f"--in: {path} is missing key(s) {', '.join(missing)} (required: {', '.join(required)})"
+        )
+    out: dict[str, Any] = {}
+    for k in (*required, *optional):
+        if k in arrays:
+            a = arrays[k]
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ParameterError(f"{k}: array in {path} contains NaN or infinite entries")
+            out[k] = a
+    return out
+
+
+def _save_npz(path: str, arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _add_mor_options(
+    p: argparse.ArgumentParser, *, d: int, K: int, n: int, snr: float, batch: int
+) -> None:
+    g = p.add_argument_group("MoR prompt distribution (SPEC.md 'Data')")
+    g.add_argument("--d", type=int, default=d, help=f"dimension of x (default {d})")
+    g.add_argument("--K", type=int, default=K, help=f"number of components (default {K})")
+    g.add_argument("--n", type=int, default=n, help=f"in-context examples per prompt (default {n})")
+    g.add_argument(
+        "--snr",
+        type=float,
+        default=None,
+        help=f"signal-to-noise ratio eta: ||beta||/sigma (symmetric) or "
+        f"min_jk ||beta_j - beta_k||/sigma; sets sigma per prompt (default {snr})",
+    )
+    g.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level sigma, the same for every prompt (instead of --snr)",
+    )
+    g.add_argument(
+        "--pi",
+        type=_float_list,
+        default=None,
+        help="mixing weights, comma-separated, summing to 1 (default uniform)",
+    )
+    g.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="symmetric two-component model: K=2, beta_2=-beta_1, pi=(1/2,1/2)",
+    )
+    g.add_argument(
+        "--batch", type=int, default=batch, help=f"number of prompts B (default {batch})"
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(_default_snr=snr)
+
+
+def _mor_config_from(args: argparse.Namespace) -> Any:
+    from iclkit.theory.mor import MoRConfig
+
+    snr = args.snr
+    if snr is None and args.sigma is None:
+        snr = args._default_snr
+    return MoRConfig(
+        d=args.d,
+        K=args.K,
+        n=args.n,
+        snr=snr,
+        sigma=args.sigma,
+        pi=tuple(args.pi) if args.pi is not None else None,
+        symmetric=args.symmetric,
+    )
+
+
+# --------------------------------------------------------------------------- iclkit sample
+def _add_sample(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample MoR prompts to an .npz file",
+        description=(
+            "Sample B MoR prompts (per-sample components z_i ~ pi, x_i ~ N(0, I_d), "
+            "y_i = <x_i, beta_{z_i}> + N(0, sigma^2)) and write X (B,n,d), y (B,n), "
+            "x_query (B,d), y_query (B,), betas (B,K,d), pi (B,K), sigma (B,) and a local "
+            "initialisation init (B,K,d) = beta_k + rho ||beta_k|| u_k to an .npz file."
+        ),
+    )
+    _add_mor_options(p, d=5, K=2, n=200, snr=10.0, batch=64)
+    p.add_argument(
+        "--rho",
+        type=float,
+        default=0.1,
+        help="relative size of the init perturbation (default 0.1)",
+    )
+    p.add_argument("--out", required=True, help="output .npz path (written atomically)")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from iclkit.constructions.predictors import initial_estimate
+    from iclkit.theory.mor import sample_mor
+    from iclkit.theory.rng import derive_seed, make_generator
+
+    config = _mor_config_from(args)
+    batch = sample_mor(config, args.batch, seed=args.seed)
+    init = initial_estimate(
+        batch.betas,
+        method="local",
+        rho=args.rho,
+        generator=make_generator(derive_seed(args.seed, "init")),
+    )
+    _save_npz(
+        args.out,
+        {
+            "X": batch.X_train.numpy(),
+            "y": batch.y_train.numpy(),
+            "x_query": batch.x_query.numpy(),
+            "y_query": batch.y_query.numpy(),
+            "betas": batch.betas.numpy(),
+            "pi": batch.pi.numpy(),
+            "sigma": batch.sigma.numpy(),
+            "init": init.numpy(),
+        },
+    )
+    print(f"wrote {args.batch} prompts (n={config.n}, d={config.d}, K={config.K}) to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- iclkit run-algo
+_ALGOS = ("em", "gradient-em", "oracle", "bayes", "ols", "ridge")
+
+
+def _add_run_algo(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "run-algo",
+        help="run a reference algorithm on prompts from an .npz file",
+        description=(
+            "Run a reference algorithm on prompts.npz (X (B,n,d), y (B,n), init (B,K,d), "
+            "sigma (B,), optional pi (B,K); oracle and bayes also need betas (B,K,d)) and write "
+            "est.npz with beta (B,K,d) and pi (B,K) (K=1 for ols and ridge)."
+        ),
+    )
+    p.add_argument("--algo", required=True, choices=_ALGOS, help="algorithm to run")
+    p.add_argument("--in", dest="inp", required=True, help="input prompts .npz")
+    p.add_argument("--out", required=True, help="output estimates .npz (written atomically)")
+    p.add_argument(
+        "--T-outer", type=int, default=20, help="EM iterations (em, gradient-em; default 20)"
+    )
+    p.add_argument(
+        "--T-inner", type=int, default=1, help="gradient steps per M-step (gradient-em; default 1)"
+    )
+    p.add_argument("--alpha", type=float, default=1.0, help="gradient step size (default 1.0)")
+    pi_group = p.add_mutually_exclusive_group()
+    pi_group.add_argument(
+        "--estimate-pi",
+        dest="estimate_pi",
+        action="store_true",
+        default=None,
+        help="re-estimate pi each iteration (default for em)",
+    )
+    pi_group.add_argument(
+        "--known-pi",
+        dest="estimate_pi",
+        action="store_false",
+        help="keep pi fixed at the given (or uniform) value (default for gradient-em)",
+    )
+    p.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="gradient-em: the tied two-component tanh form (beta_2 = -beta_1)",
+    )
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="ridge penalty (default sigma^2 per prompt: posterior mean for beta ~ N(0, I))",
+    )
+    p.set_defaults(func=_cmd_run_algo)
+
+
+def _cmd_run_algo(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from iclkit.constructions import algorithms as alg
+
+    data = _load_npz(args.inp, ["X", "y", "sigma"], ["init", "pi", "betas"])
+    X = torch.from_numpy(data["X"]).to(torch.float64)
+    y = torch.from_numpy(data["y"]).to(torch.float64)
+    if X.dim() != 3:
+        raise ParameterError(f"X must have shape (B, n, d), got {tuple(X.shape)}")
+    B = X.shape[0]
+    sigma = torch.from_numpy(np.atleast_1d(data["sigma"])).to(torch.float64)
+    pi = torch.from_numpy(data["pi"]).to(torch.float64) if "pi" in data else None
+
+    def need(key: str) -> torch.Tensor:
+        if key not in data:
+            raise ParameterError(
+                f"--in: {args.inp} is missing key {key} (needed by --algo {args.algo})"
+            )
+        return torch.from_numpy(data[key]).to(torch.float64)
+
+    if args.algo in ("em", "gradient-em"):
+        init = need("init")
+        if args.algo == "em":
+            res = alg.em(
+                X,
+                y,
+                init,
+                sigma,
+                pi,
+                T=args.T_outer,
+                estimate_pi=True if args.estimate_pi is None else args.estimate_pi,
+            )
+        else:
+            res = alg.gradient_em(
+                X,
+                y,
+                init,
+                sigma,
+                None if args.symmetric else pi,
+                T_outer=args.T_outer,
+                T_inner=args.T_inner,
+                alpha=args.alpha,
+                estimate_pi=bool(args.estimate_pi),
+                symmetric=args.symmetric,
+            )
+        beta, pi_out = res.betas, res.pi
+    elif args.algo in ("oracle", "bayes"):
+        # With fixed, known pi the Bayes posterior mean given the true components is the oracle.
+        beta = need("betas")
+        alg.validate_prompts(X, y)
+        if beta.dim() != 3 or beta.shape[0] != B or beta.shape[2] != X.shape[2]:
+            raise ParameterError(
+                f"betas must have shape ({B}, K, {X.shape[2]}), got {tuple(beta.shape)}"
+            )
+        K = beta.shape[1]
+        pi_out = pi if pi is not None else torch.full((B, K), 1.0 / K, dtype=torch.float64)
+        if pi_out.shape != (B, K):
+            raise ParameterError(f"pi must have shape ({B}, {K}), got {tuple(pi_out.shape)}")
+    else:
+        w = (
+            alg.ols(X, y)
+            if args.algo == "ols"
+            else alg.ridge(X, y, sigma**2 if args.lam is None else args.lam)
+        )
+        beta, pi_out = w[:, None, :], torch.ones(B, 1, dtype=torch.float64)
+    _save_npz(args.out, {"beta": beta.numpy(), "pi": pi_out.numpy()})
+    print(f"{args.algo}: wrote beta {tuple(beta.shape)} and pi {tuple(pi_out.shape)} to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- iclkit demo
+def _add_demo(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="EM and gradient EM vs the oracle on sampled MoR prompts (a quick end-to-end run)",
+        description=(
+            "Sample MoR prompts, run EM, gradient EM, OLS and the oracle from a local "
+            "initialisation, and print parameter error (up to permutation) and excess risk "
+            "vs the oracle predictor E(y_hat-y)^2 - E(y_orc-y)^2, each with its Monte Carlo "
+            "standard error over prompts."
+        ),
+    )
+    _add_mor_options(p, d=8, K=3, n=1000, snr=6.0, batch=512)
+    p.add_argument("--T", type=int, default=20, help="EM / gradient-EM iterations (default 20)")
+    p.add_argument(
+        "--rho", type=float, default=0.1, help="relative init perturbation (default 0.1)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from iclkit.constructions import predictors as P
+    from iclkit.theory.metrics import excess_risk_vs_oracle, parameter_error
+    from iclkit.theory.mor import sample_mor
+
+    t0 = time.perf_counter()
+    config = _mor_config_from(args)
+    batch = sample_mor(config, args.batch, seed=args.seed)
+    init_kw = {"rho": args.rho, "seed": args.seed}
+    predictors: list[Any] = [
+        P.EMPredictor(T=args.T, estimate_pi=True, **init_kw),
+        P.GradientEMPredictor(
+            T_outer=args.T, T_inner=1, alpha=1.0, estimate_pi=True, symmetric=False, **init_kw
+        ),
+        P.OLSPredictor(),
+        P.OraclePredictor(),
+    ]
+    y_orc = P.OraclePredictor()(batch)[:, 0]
+    rows = []
+    for pred in predictors:
+        y_hat = pred(batch)[:, 0]
+        risk = excess_risk_vs_oracle(y_hat, y_orc)
+        rows.append({"algorithm": pred.name, "excess_risk": risk.mean, "excess_risk_se": risk.se})
+    # parameter errors of the EM-type estimates on the full prompt (same inits as the predictors)
+    from iclkit.constructions.algorithms import em, gradient_em
+    from iclkit.theory.rng import derive_seed, make_generator
+
+    g = make_generator(derive_seed(args.seed, "em-init", batch.n))
+    init = P.initial_estimate(batch.betas, rho=args.rho, generator=g)
+    fits = {
+        "em": em(batch.X_train, batch.y_train, init, batch.sigma, T=args.T).betas,
+        "gradient_em": gradient_em(
+            batch.X_train, batch.y_train, init, batch.sigma, T_outer=args.T, estimate_pi=True
+        ).betas,
+        "oracle": batch.betas,
+    }
+    for row in rows:
+        est = fits.get(row["algorithm"])
+        if est is None:
+            row["param_error"], row["param_error_se"] = float("nan"), float("nan")
+            continue
+        err = parameter_error(est, batch.betas)
+        row["param_error"] = float(err.mean())
+        row["param_error_se"] = float(err.std() / max(1, err.numel()) ** 0.5)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        _print_json(
+            {
+                "config": {
+                    "d": config.d,
+                    "K": config.K,
+                    "n": config.n,
+                    "snr": config.snr,
+                    "sigma": config.sigma,
+                    "B": args.batch,
+                    "T": args.T,
+                },
+                "rows": rows,
+                "seconds": seconds,
+            }
+        )
+        return 0
+    print(
+        f"MoR prompts: d={config.d} K={config.K} n={config.n} "
+        f"{'snr=' + str(config.snr) if config.snr else 'sigma=' + str(config.sigma)} "
+        f"B={args.batch} prompts, init = truth + {args.rho:g} relative perturbation, T={args.T}"
+    )
+    print(f"{'algorithm':<12} {'param error (perm.)':>22} {'excess risk vs oracle':>26}")
+    for row in rows:
+        pe = (
+            "-"
+            if row["param_error"] != row["param_error"]
+            else f"{row['param_error']:.4g} ± {row['param_error_se']:.1g}"
+        )
+        print(
+            f"{row['algorithm']:<12} {pe:>22} {row['excess_risk']:>16.4g} ± {row['excess_risk_se']:.1g}"
+        )
+    print(
+        "excess risk = E(y_hat - y)^2 - E(y_orc - y)^2 = E(y_hat - y_orc)^2 over prompts "
+        f"(± 1 standard error); {seconds:.1f} s"
+    )
+    del torch
+    return 0
 
 
 # --------------------------------------------------------------------------- dynamics group
@@ -68,6 +461,9 @@ def _add_dynamics(sub: _SubParsers) -> None:
 _DYNAMICS_SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = ()
 
 _SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
+    _add_demo,
+    _add_sample,
+    _add_run_algo,
     _add_dynamics,
 )
 
