@@ -95,7 +95,8 @@ def _save_npz(path: str, arrays: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+            payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+            np.savez(fh, **payload)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
