@@ -1,0 +1,201 @@
+"""Figures of the softmax-attention GD dynamics (``dynamics.md`` §A.7: the paper's figure was NOT
+read; these are this project's analogues, not a reproduction).
+
+* :func:`plot_loss`: loss per query type vs eta t (log-log);
+* :func:`plot_attention`: target / dominant attention and the two kinds of attention weights vs
+  eta t, phases shaded;
+* :func:`plot_scaling`: phase times vs K (log-log) with fitted slopes.
+
+Each writes ``<stem>.pdf`` (TrueType fonts) and ``<stem>.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .phases import PhaseReport
+from .softmax_scaling import ScalingResult
+from .softmax_simulate import SoftmaxTrajectory
+
+__all__ = ["plot_attention", "plot_loss", "plot_scaling", "plot_softmax_dynamics", "save_figure"]
+
+# colour-blind safe (Okabe-Ito)
+_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+_SHADES = ["#e8e8e8", "#ffffff"]
+
+
+def save_figure(fig: Any, stem: str | Path) -> list[Path]:
+    """Save ``fig`` as ``stem.pdf`` and ``stem.png`` (each written to a temporary file in the same
+    directory, then renamed), close it, and return the two paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
+        for ext in ("pdf", "png"):
+            final = stem.with_suffix(f".{ext}")
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=f".{ext}")
+            os.close(fd)
+            try:
+                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+                os.replace(tmp, final)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            out.append(final)
+    plt.close(fig)
+    return out
+
+
+def plot_loss(traj: SoftmaxTrajectory, report: PhaseReport | None, stem: str | Path) -> list[Path]:
+    """Loss per query type vs eta t on log-log axes (eps as a dotted line)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sel = traj.time > 0
+    for j, name in enumerate(traj.query_types):
+        ax.loglog(
+            traj.time[sel], traj.loss_per_type[sel, j], color=_COLORS[j % 8], label=f"query: {name}"
+        )
+        if traj.loss_se_per_type is not None:
+            lo = traj.loss_per_type[sel, j] - 2 * traj.loss_se_per_type[sel, j]
+            hi = traj.loss_per_type[sel, j] + 2 * traj.loss_se_per_type[sel, j]
+            ax.fill_between(
+                traj.time[sel], np.maximum(lo, 1e-300), hi, color=_COLORS[j % 8], alpha=0.2, lw=0
+            )
+    if report is not None:
+        ax.axhline(report.eps, color="0.4", ls=":", lw=1, label=f"eps = {report.eps:g}")
+    ax.set_xlabel(r"$\eta t$")
+    ax.set_ylabel("population loss per query type")
+    ax.set_title(_title(traj), fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return save_figure(fig, stem)
+
+
+def plot_attention(
+    traj: SoftmaxTrajectory, report: PhaseReport | None, stem: str | Path
+) -> list[Path]:
+    """Per query type: attention (left) and attention weights (right) vs eta t, phases shaded."""
+    J = len(traj.query_types)
+    fig, axes = plt.subplots(J, 2, figsize=(10, 3.2 * J), squeeze=False)
+    sel = traj.time > 0
+    t = traj.time[sel]
+    for j, name in enumerate(traj.query_types):
+        a0, a1 = axes[j]
+        a0.semilogx(
+            t, traj.attention_target[sel, j], color=_COLORS[0], label=r"$\mathrm{Attn}_k$ (target)"
+        )
+        if np.all(np.isfinite(traj.attention_dominant[:, j])):
+            a0.semilogx(
+                t,
+                traj.attention_dominant[sel, j],
+                color=_COLORS[1],
+                label="attention on dominant feature",
+            )
+        a0.axhline(0.5, color="0.5", ls=":", lw=1)
+        a0.set_ylim(-0.02, 1.02)
+        a0.set_ylabel(f"query: {name}")
+        a1.semilogx(
+            t,
+            traj.target_weight[sel, j],
+            color=_COLORS[0],
+            label=r"$v_k^\top Q v_k$ (target weight)",
+        )
+        if np.all(np.isfinite(traj.offtarget_dominant[:, j])):
+            a1.semilogx(
+                t,
+                traj.offtarget_dominant[sel, j],
+                color=_COLORS[1],
+                label=r"$v_1^\top Q v_k$ (dominant off-target)",
+            )
+        if np.any(np.isfinite(traj.offtarget_other[:, j])):
+            a1.semilogx(
+                t,
+                traj.offtarget_other[sel, j],
+                color=_COLORS[2],
+                label=r"$v_m^\top Q v_k$ (other off-target)",
+            )
+        a1.axhline(0.0, color="0.5", lw=0.5)
+        if report is not None:
+            q = report.by_query(name)
+            for ax in (a0, a1):
+                for i, ph in enumerate(q.phases):
+                    lo = max(ph.start, float(t[0]) if t.size else 1.0)
+                    ax.axvspan(lo, ph.end, color=_SHADES[i % 2], zorder=0)
+                    ax.text(
+                        np.sqrt(lo * max(ph.end, lo)),
+                        0.98,
+                        f"{i + 1}",
+                        transform=ax.get_xaxis_transform(),
+                        ha="center",
+                        va="top",
+                        fontsize=8,
+                        color="0.3",
+                    )
+            a0.set_title("phases: " + " | ".join(ph.name for ph in q.phases), fontsize=8)
+        for ax in (a0, a1):
+            ax.legend(fontsize=7, loc="center left")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[-1, 0].set_xlabel(r"$\eta t$")
+    axes[-1, 1].set_xlabel(r"$\eta t$")
+    fig.suptitle(_title(traj), fontsize=9)
+    return save_figure(fig, stem)
+
+
+def plot_scaling(
+    result: ScalingResult, stem: str | Path, keys: list[str] | None = None
+) -> list[Path]:
+    """Event times vs K on log-log axes with the fitted power laws."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    use = keys if keys is not None else list(result.slopes)
+    K = result.Ks
+    for i, key in enumerate(use):
+        if key not in result.slopes:
+            continue
+        y = result.times[key]
+        c = _COLORS[i % 8]
+        slope = result.slopes[key]
+        ax.loglog(K, y, "o", color=c, label=f"{key}  (slope {slope:.2f})")
+        b = np.mean(np.log(y) - slope * np.log(K))
+        ax.loglog(K, np.exp(b) * K**slope, "-", color=c, lw=1)
+    ax.set_xlabel("K (number of features)")
+    ax.set_ylabel(r"event time ($\eta t$)")
+    s = result.settings
+    ax.set_title(
+        f"{s.get('p_mode')} p, {s.get('method')}, eta={s.get('eta')}, eps={s.get('eps')}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    return save_figure(fig, stem)
+
+
+def plot_softmax_dynamics(
+    traj: SoftmaxTrajectory,
+    report: PhaseReport,
+    out_dir: str | Path,
+    scaling: ScalingResult | None = None,
+) -> list[Path]:
+    """Write the loss and attention figures (and the scaling one if given) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    paths = plot_loss(traj, report, out_dir / "softmax_loss")
+    paths += plot_attention(traj, report, out_dir / "softmax_attention")
+    if scaling is not None:
+        paths += plot_scaling(scaling, out_dir / "softmax_phase_scaling")
+    return paths
+
+
+def _title(traj: SoftmaxTrajectory) -> str:
+    c = traj.config
+    f = c.features
+    pm = f.p_mode if f.p_mode != "imbalanced" else f"imbalanced p1={f.p_dominant}"
+    return f"K={f.K}, N={f.N}, {pm}, eta={c.eta}, {c.method}" + (
+        ", query in softmax" if c.include_query_in_softmax else ""
+    )
