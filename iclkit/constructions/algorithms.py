@@ -129,11 +129,15 @@ def _as_sigma(sigma: torch.Tensor | float, B: int, dtype: torch.dtype) -> torch.
 def _log_joint(
     X: torch.Tensor, y: torch.Tensor, betas: torch.Tensor, pi: torch.Tensor, sigma: torch.Tensor
 ) -> torch.Tensor:
-    """log(pi_k phi(y_i; x_i^T beta_k, sigma^2)), shape (B, n, K)."""
-    resid = y[:, :, None] - torch.einsum("bnd,bkd->bnk", X, betas)
-    var = (sigma * sigma)[:, None, None]
-    log_pi = torch.log(pi.clamp_min(torch.finfo(pi.dtype).tiny))[:, None, :]
-    return log_pi - resid * resid / (2 * var) - 0.5 * torch.log(2 * math.pi * var)
+    """log(pi_k phi(y_i; x_i^T beta_k, sigma^2)), shape (B, n, K).
+
+    Computed in place on one (B, n, K) buffer: this is the hot loop of EM on long prompts.
+    """
+    out = torch.bmm(X, betas.transpose(1, 2)).neg_().add_(y[:, :, None])  # residuals
+    out.div_(sigma[:, None, None]).square_().mul_(-0.5)
+    log_pi = torch.log(pi.clamp_min(torch.finfo(pi.dtype).tiny))
+    const = log_pi - 0.5 * torch.log(2 * math.pi * sigma * sigma)[:, None]  # (B, K)
+    return out.add_(const[:, None, :])
 
 
 def responsibilities(
@@ -180,15 +184,25 @@ def weighted_moments(
     -------
     S : (B, K, d, d), ``S_k = (1/n) sum_i gamma_ik x_i x_i^T``
     m : (B, K, d), ``m_k = (1/n) sum_i gamma_ik y_i x_i``
+
+    Notes
+    -----
+    Per prompt this is one GEMM ``X^T [gamma_1 X, ..., gamma_K X]`` of shape
+    (d x n) @ (n x K d). The weighted copy of X is built for a chunk of prompts at a time
+    (about 2 MB), so that it is still in cache when the GEMM reads it.
     """
     B, n, d = X.shape
     K = gamma.shape[-1]
-    # One (d x n) @ (n x K d) product per prompt: X^T [gamma_1 * X, ..., gamma_K * X].
-    GX = gamma.transpose(1, 2)[:, :, :, None] * X[:, None, :, :]  # (B, K, n, d)
-    GX_flat = GX.permute(0, 2, 1, 3).reshape(B, n, K * d)
-    S = torch.bmm(X.transpose(1, 2), GX_flat).reshape(B, d, K, d).permute(0, 2, 1, 3) / n
-    m = torch.einsum("bnk,bn,bnd->bkd", gamma, y, X) / n
-    return S, m
+    S = torch.empty(B, d, K * d, dtype=X.dtype)
+    m = torch.empty(B, 1, K * d, dtype=X.dtype)
+    chunk = max(1, (2 << 20) // (8 * n * K * d))
+    for start in range(0, B, chunk):
+        sl = slice(start, start + chunk)
+        GX = (gamma[sl, :, :, None] * X[sl, :, None, :]).reshape(-1, n, K * d)
+        torch.bmm(X[sl].transpose(1, 2), GX, out=S[sl])
+        torch.bmm(y[sl, None, :], GX, out=m[sl])
+    S = S.reshape(B, d, K, d).permute(0, 2, 1, 3).div_(n)
+    return S, m.reshape(B, K, d).div_(n)
 
 
 def _solve_spd(S: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -355,12 +369,16 @@ def _symmetric_step(
     T_inner: int,
     alpha: float,
     nonlinearity: Nonlinearity,
+    S: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Symmetric gradient-EM iteration; ``S = (1/n) X^T X`` may be passed in (it does not
+    change across iterations)."""
     n = X.shape[1]
-    s = torch.einsum("bnd,bd->bn", X, beta)
+    s = torch.bmm(X, beta[:, :, None])[..., 0]
     y_tilde = nonlinearity(y * s / (sigma * sigma)[:, None]) * y
-    S = X.transpose(1, 2) @ X / n
-    m = torch.einsum("bn,bnd->bd", y_tilde, X) / n
+    if S is None:
+        S = X.transpose(1, 2) @ X / n
+    m = torch.bmm(y_tilde[:, None, :], X)[:, 0] / n
     for _ in range(T_inner):
         beta = beta + alpha * (m - (S @ beta[..., None])[..., 0])
     return beta
@@ -425,8 +443,9 @@ def gradient_em(
             return torch.logsumexp(_log_joint(X, y, torch.stack([b, -b], 1), half, sig), -1).sum(-1)
 
         ll = [ll_of(beta)]
+        S = X.transpose(1, 2) @ X / X.shape[1]
         for _ in range(T_outer):
-            beta = _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity)
+            beta = _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity, S)
             ll.append(ll_of(beta))
         return EMResult(torch.stack([beta, -beta], 1), half, torch.stack(ll, 1), T_outer)
 
