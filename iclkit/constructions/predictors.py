@@ -46,7 +46,7 @@ __all__ = [
     "resolve_positions",
 ]
 
-InitMethod = Literal["local", "random"]
+InitMethod = Literal["local", "random", "spectral"]
 
 
 class Predictor(Protocol):
@@ -73,14 +73,26 @@ def initial_estimate(
     method: InitMethod = "local",
     rho: float = 0.1,
     generator: torch.Generator,
+    X: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    symmetric: bool = False,
 ) -> torch.Tensor:
-    """Initialisation of EM-type algorithms (``SPEC.md``: explicit; default local).
+    """Initialisation of EM-type algorithms (``SPEC.md``: an explicit argument; default local).
 
     Parameters
     ----------
-    betas : (B, K, d) true components.
-    method : "local" (``beta_k + rho ||beta_k|| u_k``, u_k uniform on the unit sphere; the
-        local-convergence regime of the theory) or "random" (N(0, I_d), ignoring the truth).
+    betas : (B, K, d) true components (used by "local"; gives the shape otherwise).
+    method :
+        "local": ``beta_k + rho ||beta_k|| u_k`` with u_k uniform on the unit sphere, the
+        local-convergence regime of the theory [ours];
+        "random": N(0, I_d), ignoring the truth;
+        "spectral": from the data ``X (B, n, d)``, ``y (B, n)``. For x ~ N(0, I_d),
+        ``E[y^2 (x x^T - I)] = 2 sum_k pi_k beta_k beta_k^T`` [RECON, Gaussian fourth moments],
+        so the top-K eigenpairs (lambda_k, v_k) of the empirical matrix give
+        ``beta_k = sqrt(max(lambda_k, 0) K / 2) v_k`` (uniform pi): a heuristic starting point
+        (the eigenvectors span the components but are orthogonalised). With ``symmetric=True``
+        the matrix is ``2 beta beta^T`` and ``beta = sqrt(lambda_1 / 2) v_1``, consistent up to
+        sign as n grows.
     rho : relative perturbation size for "local".
 
     Returns
@@ -88,11 +100,29 @@ def initial_estimate(
     (B, K, d)
     """
     rho = check_real(rho, "rho", minimum=0.0)
+    if method == "spectral":
+        if X is None or y is None:
+            raise ParameterError("X and y: the spectral init needs the prompt data")
+        B, n, d = X.shape
+        K = betas.shape[1]
+        M = torch.einsum("bn,bni,bnj->bij", y * y, X, X) / n
+        M = M - (y * y).mean(1)[:, None, None] * torch.eye(d, dtype=X.dtype)
+        evals, evecs = torch.linalg.eigh(M)  # ascending
+        k_eff = min(K, d)
+        lam = evals[:, -k_eff:].flip(-1).clamp_min(0.0)
+        vecs = evecs[:, :, -k_eff:].flip(-1).transpose(1, 2)  # (B, k_eff, d)
+        out = torch.zeros(B, K, d, dtype=X.dtype)
+        if symmetric:
+            top = torch.sqrt(lam[:, 0] / 2)[:, None] * vecs[:, 0]
+            out[:, 0], out[:, 1] = top, -top
+        else:
+            out[:, :k_eff] = torch.sqrt(lam * K / 2)[:, :, None] * vecs
+        return out
     noise = torch.randn(betas.shape, generator=generator, dtype=torch.float64).to(betas.dtype)
     if method == "random":
         return noise
     if method != "local":
-        raise ParameterError(f"init must be 'local' or 'random', got {method!r}")
+        raise ParameterError(f"init must be 'local', 'random' or 'spectral', got {method!r}")
     u = noise / torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(1e-300)
     return betas + rho * torch.linalg.vector_norm(betas, dim=-1, keepdim=True) * u
 
@@ -203,7 +233,9 @@ class EMPredictor:
 
         def fit(X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
             g = make_generator(derive_seed(self.seed, "em-init", m))
-            init = initial_estimate(batch.betas, method=self.init, rho=self.rho, generator=g)
+            init = initial_estimate(
+                batch.betas, method=self.init, rho=self.rho, generator=g, X=X, y=y
+            )
             pi0 = None if self.estimate_pi else batch.pi
             res = em(X, y, init, batch.sigma, pi0, T=self.T, estimate_pi=self.estimate_pi)
             return torch.einsum("bk,bkd->bd", res.pi, res.betas)
@@ -232,7 +264,15 @@ class GradientEMPredictor:
 
         def fit(X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
             g = make_generator(derive_seed(self.seed, "gem-init", m))
-            init = initial_estimate(batch.betas, method=self.init, rho=self.rho, generator=g)
+            init = initial_estimate(
+                batch.betas,
+                method=self.init,
+                rho=self.rho,
+                generator=g,
+                X=X,
+                y=y,
+                symmetric=self.symmetric,
+            )
             pi0 = None if (self.estimate_pi or self.symmetric) else batch.pi
             res = gradient_em(
                 X,
