@@ -94,7 +94,7 @@ def test_bad_positions_and_init() -> None:
     with pytest.raises(ParameterError, match="^positions"):
         P.OLSPredictor()(batch, [6])
     with pytest.raises(ParameterError, match="^init"):
-        P.initial_estimate(batch.betas, method="spectral", generator=torch.Generator())  # type: ignore[arg-type]
+        P.initial_estimate(batch.betas, method="kmeans", generator=torch.Generator())  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="^K"):
         P.BayesPredictor(dirichlet_alpha=1.0)(sample_mor(MoRConfig(d=2, K=3, n=5), 2, seed=0))
 
