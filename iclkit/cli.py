@@ -563,6 +563,121 @@ def _cmd_dynamics_softmax(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- iclkit reproduce / plot
+_FIGURE_CHOICES = ("fig1", "fig2", "fig3", "fig4", "all")
+
+
+def _add_reproduce(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="train transformers on MoR prompts and redraw MoR Figures 1-4 (resumable Dask sweep)",
+        description=(
+            "Run (or resume) the sweep of a MoR figure: every cell trains a transformer on MoR "
+            "prompts and evaluates it, EM, gradient EM and OLS on the same held-out prompts "
+            "(excess risk vs the oracle, per prompt length). Finished cells are stored as "
+            "parquet files under OUT/<figure>/results and skipped on a rerun; the figure is "
+            "drawn to OUT/<figure>/<figure>.pdf and .png. fig1: risk vs prompt length per K; "
+            "fig2: vs training prompts B; fig3: vs dimension d; fig4: vs hidden size D."
+        ),
+    )
+    p.add_argument("figure", choices=_FIGURE_CHOICES, help="which figure (all: the four)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        help="smoke (under 2 min per figure on 2 cores), quick (laptop scale, the default), "
+        "paper (paper scale, GPU advised), or a path to a preset .toml file",
+    )
+    p.add_argument(
+        "--out", default="iclkit-results", help="output folder (default ./iclkit-results)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of an existing Dask scheduler (e.g. tcp://host:8786); default: start a "
+        "LocalCluster with the preset's [cluster] settings",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_reproduce)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import os
+
+    from iclkit.experiments.figures import draw_figure
+    from iclkit.experiments.sweep import FIGURES, load_preset, run_sweep
+
+    figures = list(FIGURES) if args.figure == "all" else [args.figure]
+    if args.preset.endswith(".toml") and len(figures) > 1:
+        raise ParameterError("--preset: a .toml path is for one figure; name the figure")
+    presets = [load_preset(f, args.preset) for f in figures]
+    res = run_sweep(presets, args.out, scheduler=args.scheduler, progress=not args.no_progress)
+    drawn = {}
+    for f in figures:
+        fig = draw_figure(f, res.results_dirs[f], os.path.join(args.out, f, f))
+        drawn[f] = {"pdf": fig.pdf, "png": fig.png}
+    _print_json(
+        {
+            "status": res.status,
+            "cells_total": res.cells_total,
+            "cells_run": res.cells_run,
+            "cells_skipped": res.cells_skipped,
+            "failures": res.failures,
+            "figures": drawn,
+            "seconds": res.stats["seconds"],
+        }
+    )
+    if res.failures:
+        print(
+            f"iclkit reproduce: {len(res.failures)} cell(s) failed; rerun to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _add_plot(sub: _SubParsers) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="redraw a MoR figure from stored sweep results (no training)",
+        description="Redraw fig1-fig4 from the parquet results of 'iclkit reproduce'.",
+    )
+    p.add_argument("figure", choices=_FIGURE_CHOICES, help="which figure (all: the four)")
+    p.add_argument(
+        "--results",
+        required=True,
+        help="the --out folder of 'iclkit reproduce' (holding <figure>/results), or a "
+        "folder of cell-*.parquet files",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output path without extension (default: <results>/<figure>/<figure>)",
+    )
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    import os
+
+    from iclkit.experiments.figures import draw_figure
+    from iclkit.experiments.sweep import FIGURES
+
+    if not os.path.isdir(args.results):
+        raise ParameterError(f"--results: folder not found: {args.results}")
+    figures = list(FIGURES) if args.figure == "all" else [args.figure]
+    if args.out is not None and len(figures) > 1:
+        raise ParameterError("--out: give a figure name (not 'all') with --out")
+    drawn = {}
+    for f in figures:
+        nested = os.path.join(args.results, f, "results")
+        folder = nested if os.path.isdir(nested) else args.results
+        stem = args.out or os.path.join(args.results, f, f)
+        fig = draw_figure(f, folder, stem)
+        drawn[f] = {"pdf": fig.pdf, "png": fig.png}
+    _print_json({"figures": drawn})
+    return 0
+
+
 # --------------------------------------------------------------------------- dynamics group
 def _add_dynamics(sub: _SubParsers) -> None:
     p = sub.add_parser(
@@ -585,6 +700,8 @@ _SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     _add_sample,
     _add_run_algo,
     _add_dynamics,
+    _add_reproduce,
+    _add_plot,
 )
 
 

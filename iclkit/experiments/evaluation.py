@@ -1,0 +1,265 @@
+"""Excess test risk per prompt length for a trained transformer and the baselines (MoR Figures 1-4).
+
+"Excess testing risk" is the paper's y-axis; its exact definition is [NOT FOUND] (``mor.md``
+§7.2). This project reports (``SPEC.md`` "Data"; ``mor.md`` §5.3 [RECON]):
+
+    excess risk(m) = E(y_hat_m - y_m)^2 - E(y_orc_m - y_m)^2 = E(y_hat_m - y_orc_m)^2,
+
+the second form (:func:`iclkit.theory.metrics.excess_risk_vs_oracle`) being the low-variance
+estimator used for the figures; the direct difference is stored beside it. The Bayes predictor
+(posterior mean given the true component set) equals the oracle when pi is fixed and known, so
+its excess risk is 0 there; it is evaluated anyway and is informative for Dirichlet pi.
+
+Every method is evaluated on the same held-out prompts (stream ``(seed, "eval")``) through the
+shared predictor signature ``predictor(batch, positions) -> (B, P)``, in float64: the
+transformer is cast to float64 for evaluation. Standard errors are Monte Carlo over prompts.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+import torch
+
+from iclkit.constructions.predictors import (
+    BayesPredictor,
+    EMPredictor,
+    GradientEMPredictor,
+    OLSPredictor,
+    OraclePredictor,
+    ZeroPredictor,
+    resolve_positions,
+)
+from iclkit.theory.metrics import excess_risk, excess_risk_vs_oracle, prediction_mse
+from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
+from iclkit.theory.rng import derive_seed
+from iclkit.theory.validation import ParameterError, check_int
+
+from .models import ICLTransformer
+
+__all__ = ["BASELINES", "EvalConfig", "EvalResult", "TransformerPredictor", "evaluate"]
+
+BASELINES: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes", "zero")
+
+
+class Predictor(Protocol):
+    """The shared signature of :mod:`iclkit.constructions.predictors` (read-only ``name``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class TransformerPredictor:
+    """A trained :class:`ICLTransformer` behind the shared predictor signature.
+
+    Predictions are made in ``dtype`` (default float64) on a copy of the model, in chunks of
+    ``chunk`` prompts.
+    """
+
+    model: ICLTransformer
+    dtype: torch.dtype = torch.float64
+    chunk: int = 256
+    name: str = "transformer"
+
+    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
+        pos = resolve_positions(batch, positions)
+        n_max = self.model.config.max_n
+        if batch.n > n_max:
+            raise ParameterError(f"n must be <= the model's max_n = {n_max}, got n={batch.n}")
+        if batch.d != self.model.config.d:
+            raise ParameterError(
+                f"d must equal the model's d = {self.model.config.d}, got {batch.d}"
+            )
+        model = copy.deepcopy(self.model).to(device="cpu", dtype=self.dtype).eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, batch.B, self.chunk):
+                X = batch.X[i : i + self.chunk].to(self.dtype)
+                y = batch.y[i : i + self.chunk].to(self.dtype)
+                out.append(model(X, y)[:, pos])
+        return torch.cat(out, 0).to(batch.X.dtype)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation settings.
+
+    Parameters
+    ----------
+    prompts : int
+        Number of held-out prompts (Monte Carlo sample size).
+    positions : tuple of int or None
+        Prompt lengths m to evaluate (1 <= m <= n); ``None`` means only the full prompt, n.
+    methods : tuple of str
+        Baselines from :data:`BASELINES` to evaluate beside the transformer:
+        ``em`` (EM from a random N(0, I) init: the practical algorithm, which does not know the
+        truth), ``em_local`` (EM from the truth plus a relative perturbation ``rho``: the local
+        regime of the theory), ``gradient_em`` (from the local init), ``ols``, ``bayes``, ``zero``.
+    em_T : int
+        EM iterations; gradient EM uses ``em_T`` outer iterations of one step of size ``alpha``.
+    alpha : float
+    rho : float
+        Relative perturbation of the local init.
+    """
+
+    prompts: int = 512
+    positions: tuple[int, ...] | None = None
+    methods: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes")
+    em_T: int = 20
+    alpha: float = 1.0
+    rho: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_int(self.prompts, "prompts", minimum=2)
+        check_int(self.em_T, "em_T", minimum=0)
+        unknown = [m for m in self.methods if m not in BASELINES]
+        if unknown:
+            raise ParameterError(f"methods: unknown baseline(s) {unknown}; choose from {BASELINES}")
+        if self.positions is not None:
+            if not self.positions:
+                raise ParameterError("positions must not be empty (or None for the full prompt)")
+            for m in self.positions:
+                check_int(m, "positions", minimum=1)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Rows ``(method, position, excess_risk, excess_risk_se, ...)`` and timing stats."""
+
+    rows: tuple[dict[str, Any], ...]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows))
+
+    def risk(self, method: str, position: int) -> float:
+        """Excess risk of ``method`` at prompt length ``position``."""
+        for r in self.rows:
+            if r["method"] == method and r["position"] == position:
+                return float(r["excess_risk"])
+        raise ParameterError(f"method/position: no row for ({method!r}, {position})")
+
+
+def _baseline(name: str, config: EvalConfig, seed: int) -> Predictor:
+    if name == "em":
+        return EMPredictor(T=config.em_T, init="random", seed=seed, name="em")
+    if name == "em_local":
+        return EMPredictor(T=config.em_T, init="local", rho=config.rho, seed=seed, name="em_local")
+    if name == "gradient_em":
+        return GradientEMPredictor(
+            T_outer=config.em_T, T_inner=1, alpha=config.alpha, rho=config.rho, seed=seed
+        )
+    if name == "ols":
+        return OLSPredictor()
+    if name == "bayes":
+        return BayesPredictor()
+    return ZeroPredictor()
+
+
+def evaluate(
+    model: ICLTransformer | None,
+    data: MoRConfig,
+    config: EvalConfig,
+    *,
+    seed: int,
+) -> EvalResult:
+    """Excess risk vs the oracle per prompt length, transformer and baselines on the same prompts.
+
+    Parameters
+    ----------
+    model : trained transformer, or None to evaluate only the baselines.
+    data : the prompt distribution (n = the longest prompt).
+    config : EvalConfig
+    seed : seeds the held-out prompts (stream ``(seed, "eval")``) and the EM inits.
+
+    Returns
+    -------
+    EvalResult whose rows hold, per method and position m: ``excess_risk`` (E(y_hat - y_orc)^2)
+    and its ``excess_risk_se``, ``excess_risk_direct`` (E(y_hat - y)^2 - E(y_orc - y)^2) and its
+    se, ``mse`` and ``oracle_mse``, ``prompts``.
+    """
+    positions = list(config.positions) if config.positions is not None else [data.n]
+    for m in positions:
+        if m > data.n:
+            raise ParameterError(f"positions must be <= n = {data.n}, got {m}")
+    batch = sample_mor(data, config.prompts, seed=derive_seed(seed, "eval"), dtype=torch.float64)
+    oracle = OraclePredictor()(batch, positions)  # (B, P)
+    target = batch.y[:, positions]
+    predictors: list[Predictor] = []
+    if model is not None:
+        predictors.append(TransformerPredictor(model))
+    predictors += [_baseline(m, config, derive_seed(seed, "eval-init")) for m in config.methods]
+    rows: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
+    failures: dict[str, str] = {}
+    for pred in predictors:
+        t0 = time.perf_counter()
+        y_hat, failed = _predict(pred, batch, positions)
+        seconds[pred.name] = time.perf_counter() - t0
+        for j, m in enumerate(positions):
+            if m in failed:
+                rows.append(_failed_row(pred.name, m, config.prompts))
+                failures[f"{pred.name}@{m}"] = failed[m]
+                continue
+            er = excess_risk_vs_oracle(y_hat[:, j], oracle[:, j])
+            direct = excess_risk(y_hat[:, j], oracle[:, j], target[:, j])
+            mse = prediction_mse(y_hat[:, j], target[:, j])
+            rows.append(
+                {
+                    "method": pred.name,
+                    "position": int(m),
+                    "excess_risk": er.mean,
+                    "excess_risk_se": er.se,
+                    "excess_risk_direct": direct.mean,
+                    "excess_risk_direct_se": direct.se,
+                    "mse": mse.mean,
+                    "mse_se": mse.se,
+                    "oracle_mse": prediction_mse(oracle[:, j], target[:, j]).mean,
+                    "prompts": er.count,
+                }
+            )
+    return EvalResult(rows=tuple(rows), stats={"seconds": seconds, "failures": failures})
+
+
+def _predict(
+    pred: Predictor, batch: MoRBatch, positions: list[int]
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """Predictions (B, P); a baseline that breaks down at a position (EM with 1 example and
+    a singular weighted covariance, say) gives NaN there and an entry in the failure dict."""
+    try:
+        return pred(batch, positions), {}
+    except (RuntimeError, ParameterError):
+        if isinstance(pred, TransformerPredictor):
+            raise
+    out = torch.full((batch.B, len(positions)), float("nan"), dtype=batch.X.dtype)
+    failed: dict[int, str] = {}
+    for j, m in enumerate(positions):
+        try:
+            out[:, j] = pred(batch, [m])[:, 0]
+        except (RuntimeError, ParameterError) as exc:
+            failed[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out, failed
+
+
+def _failed_row(method: str, m: int, prompts: int) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "method": method,
+        "position": int(m),
+        "excess_risk": nan,
+        "excess_risk_se": nan,
+        "excess_risk_direct": nan,
+        "excess_risk_direct_se": nan,
+        "mse": nan,
+        "mse_se": nan,
+        "oracle_mse": nan,
+        "prompts": prompts,
+    }
