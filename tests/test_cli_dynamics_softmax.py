@@ -1,0 +1,117 @@
+"""Tests of ``iclkit dynamics softmax`` (through iclkit.cli.main)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iclkit.cli import main
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_balanced_json(capsys):
+    out = _json(capsys, ["dynamics", "softmax", "--K", "5", "--N", "40", "--balanced", "--json"])
+    assert out["status"] == "ok"
+    assert [ph["name"] for ph in out["phases"]] == ["target growth", "convergence"]
+    assert set(out["time_to_half_attention"]) == {"balanced"}
+    assert out["time_to_loss_eps"]["balanced"] > out["time_to_half_attention"]["balanced"] > 0
+    assert out["final_loss"]["balanced"] <= 1e-3
+
+
+def test_imbalanced_json_and_plots(capsys, tmp_path):
+    out = _json(
+        capsys,
+        [
+            "dynamics",
+            "softmax",
+            "--K",
+            "6",
+            "--N",
+            "60",
+            "--p-dominant",
+            "0.6",
+            "--eta",
+            "2",
+            "--method",
+            "mean-field",
+            "--eps",
+            "1e-2",
+            "--json",
+            "--plot",
+            str(tmp_path),
+        ],
+    )
+    assert set(out["time_to_loss_eps"]) == {"dominant", "under_represented"}
+    assert out["n_phases"]["dominant"] == 1
+    assert {ph["query"] for ph in out["phases"]} == {"dominant", "under_represented"}
+    assert len(out["plots"]) == 4 and (tmp_path / "softmax_attention.pdf").exists()
+    assert "stagewise" in out
+
+
+def test_monte_carlo_and_query_variant_text_output(capsys):
+    assert (
+        main(
+            [
+                "dynamics",
+                "softmax",
+                "--K",
+                "3",
+                "--N",
+                "8",
+                "--method",
+                "monte-carlo",
+                "--batch-size",
+                "64",
+                "--max-time",
+                "5",
+                "--include-query-in-softmax",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "status:" in text and "time to half attention" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["--K", "1", "--N", "5"], "K"),
+        (["--K", "4", "--N", "0"], "N"),
+        (["--K", "4", "--N", "5", "--d", "3"], "d"),
+        (["--K", "4", "--N", "5", "--p-dominant", "1.5"], "p_dominant"),
+        (["--K", "3", "--N", "5", "--p", "0.5,0.6,0.1"], "p"),
+        (["--K", "4", "--N", "5", "--eta", "-1"], "eta"),
+        (["--K", "4", "--N", "5", "--eps", "0"], "eps"),
+        (["--K", "4", "--N", "5", "--max-time", "-3"], "max_time"),
+    ],
+)
+def test_bad_input_exit_2(capsys, argv, name):
+    assert main(["dynamics", "softmax", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {name}" in err and "Traceback" not in err
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["dynamics", "softmax", "--help"])
+    text = capsys.readouterr().out
+    for opt in (
+        "--K",
+        "--N",
+        "--balanced",
+        "--p-dominant",
+        "--eta",
+        "--method",
+        "--eps",
+        "--include-query-in-softmax",
+        "--plot",
+        "--json",
+        "--scaling-K",
+    ):
+        assert opt in text
