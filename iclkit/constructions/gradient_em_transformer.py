@@ -50,15 +50,19 @@ from iclkit.theory.validation import (
     check_int,
     check_positive,
     check_probability_vector,
+    check_shape,
 )
 
 __all__ = [
     "ConstructionReport",
+    "ConstructionRun",
     "GradientEMTransformer",
     "build_gradient_em_transformer",
     "estep_functions",
     "general_relu_sums",
     "layer_count",
+    "layer_formula_text",
+    "run_gradient_em_transformer",
 ]
 
 MAX_HEADS = 4
@@ -524,3 +528,127 @@ def estep_functions(tf: GradientEMTransformer) -> EStepFunctions:
     """The ReLU sums of a general-K construction as :class:`EStepFunctions` (for the surrogate)."""
     s = tf.relu_sums
     return EStepFunctions(s["psi"], s["softplus"], s["exp"])
+
+
+# --------------------------------------------------------------------------- running on prompts
+@dataclass(frozen=True)
+class ConstructionRun:
+    """Outputs of :func:`run_gradient_em_transformer` on B prompts.
+
+    Attributes
+    ----------
+    beta_tf : (B, K, d) the transformer's read_beta.
+    y_hat : (B,) the transformer's read_y.
+    beta_surrogate : (B, K, d) surrogate gradient EM run directly.
+    beta_gradient_em : (B, K, d) exact gradient EM (``algorithms.gradient_em``).
+    report : ConstructionReport of the first construction (all share L and heads).
+    weight_norm : float, the largest ``|||theta|||`` over the constructions built.
+    max_abs_diff_vs_surrogate, max_abs_diff_vs_gradient_em : float
+    constructions : int, number of distinct (sigma, pi) constructions built.
+    """
+
+    beta_tf: torch.Tensor
+    y_hat: torch.Tensor
+    beta_surrogate: torch.Tensor
+    beta_gradient_em: torch.Tensor
+    report: ConstructionReport
+    weight_norm: float
+    max_abs_diff_vs_surrogate: float
+    max_abs_diff_vs_gradient_em: float
+    constructions: int
+
+
+def run_gradient_em_transformer(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    x_query: torch.Tensor,
+    sigma: torch.Tensor,
+    pi: torch.Tensor | None = None,
+    *,
+    T_outer: int = 4,
+    T_inner: int = 1,
+    alpha: float = 1.0,
+    relu_terms: int = 32,
+    symmetric: bool = False,
+) -> ConstructionRun:
+    """Build the construction for each distinct ``(sigma_b, pi_b)`` and run it on the prompts,
+    next to the surrogate and the exact gradient EM.
+
+    Parameters
+    ----------
+    X : (B, n, d), y : (B, n), init : (B, K, d), x_query : (B, d), sigma : (B,), pi : (B, K).
+    symmetric : use the tied two-component construction (needs K = 2, pi = 1/2; ``init[:, 0]``).
+    """
+    from iclkit.constructions.algorithms import gradient_em
+    from iclkit.constructions.surrogate_em import (
+        general_surrogate_iterates,
+        symmetric_surrogate_iterates,
+    )
+    from iclkit.theory.mor import validate_prompts
+
+    B, n, d = validate_prompts(X, y)
+    check_shape(init, "init", (B, None, d))
+    K = init.shape[1]
+    check_shape(x_query, "x_query", (B, d))
+    check_shape(sigma, "sigma", (B,))
+    if bool((sigma <= 0).any()):
+        raise ParameterError("sigma must be > 0 for every prompt")
+    if pi is None:
+        pi = torch.full((B, K), 1.0 / K, dtype=X.dtype)
+    check_shape(pi, "pi", (B, K))
+    if symmetric and K != 2:
+        raise ParameterError(f"init must have K = 2 components when symmetric, got {K}")
+    X, y = X.to(torch.float64), y.to(torch.float64)
+    init, x_query = init.to(torch.float64), x_query.to(torch.float64)
+    beta_tf = torch.empty(B, K, d, dtype=torch.float64)
+    y_hat = torch.empty(B, dtype=torch.float64)
+    beta_sur = torch.empty(B, K, d, dtype=torch.float64)
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for b in range(B):
+        key = (float(sigma[b]), *(round(float(p), 15) for p in pi[b]))
+        groups.setdefault(key, []).append(b)
+    first: GradientEMTransformer | None = None
+    norm = 0.0
+    for key, idx_list in groups.items():
+        idx = torch.tensor(idx_list)
+        tf = build_gradient_em_transformer(
+            d, K, n, key[0], T_outer, T_inner, alpha, relu_terms,
+            symmetric=symmetric, pi=key[1:],
+        )  # fmt: skip
+        first = first or tf
+        norm = max(norm, tf.report.weight_norm)
+        Xg, yg, ig, qg = X[idx], y[idx], init[idx], x_query[idx]
+        bt, yh = tf(Xg, yg, ig, qg)
+        beta_tf[idx], y_hat[idx] = bt, yh
+        if T_outer == 0:
+            beta_sur[idx] = torch.stack([ig[:, 0], -ig[:, 0]], 1) if symmetric else ig
+        elif symmetric:
+            assert tf.tanh_sum is not None
+            it = symmetric_surrogate_iterates(
+                Xg, yg, ig[:, 0], key[0], tf.tanh_sum,
+                T_outer=T_outer, T_inner=T_inner, alpha=alpha,
+            )  # fmt: skip
+            beta_sur[idx] = torch.stack([it[-1][-1], -it[-1][-1]], 1)
+        else:
+            it = general_surrogate_iterates(
+                Xg, yg, ig, key[0], key[1:], estep_functions(tf),
+                T_outer=T_outer, T_inner=T_inner, alpha=alpha,
+            )  # fmt: skip
+            beta_sur[idx] = it[-1][-1]
+    assert first is not None
+    ref = gradient_em(
+        X, y, init, sigma.to(torch.float64), None if symmetric else pi.to(torch.float64),
+        T_outer=T_outer, T_inner=T_inner, alpha=alpha, symmetric=symmetric,
+    ).betas  # fmt: skip
+    return ConstructionRun(
+        beta_tf=beta_tf,
+        y_hat=y_hat,
+        beta_surrogate=beta_sur,
+        beta_gradient_em=ref,
+        report=first.report,
+        weight_norm=norm,
+        max_abs_diff_vs_surrogate=float((beta_tf - beta_sur).abs().max()),
+        max_abs_diff_vs_gradient_em=float((beta_tf - ref).abs().max()),
+        constructions=len(groups),
+    )
