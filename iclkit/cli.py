@@ -502,7 +502,7 @@ def _cmd_dynamics_softmax(args: argparse.Namespace) -> int:
     from iclkit.dynamics.phases import detect_phases
     from iclkit.dynamics.softmax_simulate import SoftmaxDynamicsConfig, simulate_softmax
     from iclkit.theory.features import FeatureConfig
-    from iclkit.theory.validation import check_positive
+    from iclkit.theory.validation import check_int, check_positive
 
     if args.p is not None:
         fc = FeatureConfig(K=args.K, N=args.N, d=args.d, p_mode="custom", p=tuple(args.p))
@@ -547,7 +547,7 @@ def _cmd_dynamics_softmax(args: argparse.Namespace) -> int:
             from iclkit.dynamics.softmax_scaling import phase_time_scaling
 
             scaling = phase_time_scaling(
-                [int(k) for k in args.scaling_K], N=fc.N, p_mode=fc.p_mode,
+                [check_int(k, "scaling_K", minimum=2) for k in args.scaling_K], N=fc.N, p_mode=fc.p_mode,
                 p_dominant=fc.p_dominant, eta=eta, eps=eps, method="mean-field")
             out["scaling_slopes"] = scaling.slopes
         out["plots"] = [str(pth) for pth in plot_softmax_dynamics(traj, report, args.plot,

@@ -165,6 +165,9 @@ def plot_scaling(
         ax.loglog(K, y, "o", color=c, label=f"{key}  (slope {slope:.2f})")
         b = np.mean(np.log(y) - slope * np.log(K))
         ax.loglog(K, np.exp(b) * K**slope, "-", color=c, lw=1)
+    ax.set_xticks(K)
+    ax.set_xticklabels([str(int(k)) for k in K])
+    ax.minorticks_off()
     ax.set_xlabel("K (number of features)")
     ax.set_ylabel(r"event time ($\eta t$)")
     s = result.settings
