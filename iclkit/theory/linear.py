@@ -1,0 +1,107 @@
+"""Linear-regression prompts: the data model of Zhang, Frei, Bartlett (arXiv 2306.09927, Sec. 3.1).
+
+Per prompt a task ``w ~ N(0, I_d)`` is drawn; covariates ``x_i, x_query ~ N(0, Lambda)`` i.i.d.;
+labels ``y_i = <w, x_i> + v_i`` with ``v_i ~ N(0, sigma^2)`` (ZFB train noiseless, ``sigma = 0``;
+``dynamics.md`` B.1 [READ-2nd]). The batch is returned as an :class:`~iclkit.theory.mor.MoRBatch`
+with one component (K = 1, ``betas[:, 0] = w``, ``z = 0``, ``pi = 1``), so code written for MoR
+prompts (e.g. Monte Carlo loss estimators) works unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .mor import MoRBatch
+from .rng import make_generator
+from .validation import ParameterError, check_int, check_real
+
+__all__ = ["LinearConfig", "sample_linear"]
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """Validated configuration of linear-regression prompts.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of x (d >= 1).
+    n : int
+        In-context examples per prompt (n >= 1); the prompt has n + 1 tokens.
+    sigma : float
+        Label-noise standard deviation (>= 0; 0 is ZFB's noiseless setting).
+    Lambda : tuple of tuples or None
+        Covariance of x (d x d, symmetric positive definite); ``None`` means I_d.
+    """
+
+    d: int
+    n: int
+    sigma: float = 0.0
+    Lambda: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.d, "d", minimum=1)
+        check_int(self.n, "n", minimum=1)
+        check_real(self.sigma, "sigma", minimum=0.0)
+        if self.Lambda is not None:
+            lam = np.asarray(self.Lambda, dtype=np.float64)
+            if lam.shape != (self.d, self.d):
+                raise ParameterError(
+                    f"Lambda must have shape ({self.d}, {self.d}), got {lam.shape}"
+                )
+            if not np.all(np.isfinite(lam)):
+                raise ParameterError("Lambda must be finite")
+            if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, np.abs(lam).max())):
+                raise ParameterError("Lambda must be symmetric")
+            if np.linalg.eigvalsh(lam).min() <= 0:
+                raise ParameterError("Lambda must be positive definite (all eigenvalues > 0)")
+            object.__setattr__(self, "Lambda", tuple(tuple(float(v) for v in row) for row in lam))
+
+    def Lambda_matrix(self) -> np.ndarray:
+        """Lambda as a (d, d) float64 array."""
+        if self.Lambda is None:
+            return np.eye(self.d)
+        return np.asarray(self.Lambda, dtype=np.float64)
+
+
+def sample_linear(
+    config: LinearConfig,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> MoRBatch:
+    """Draw ``batch_size`` linear-regression prompts (exactly one of ``seed``/``generator``).
+
+    Returns
+    -------
+    MoRBatch with X (B, n+1, d), y (B, n+1), z = 0 (B, n+1), betas = w (B, 1, d),
+    pi = 1 (B, 1), sigma (B,).
+    """
+    B = check_int(batch_size, "batch_size", minimum=1)
+    if (seed is None) == (generator is None):
+        raise ParameterError("seed and generator: give exactly one of them")
+    g = make_generator(seed) if seed is not None else generator
+    assert g is not None
+    c = config
+    f64 = torch.float64
+    w = torch.randn(B, c.d, generator=g, dtype=f64)
+    X = torch.randn(B, c.n + 1, c.d, generator=g, dtype=f64)
+    if c.Lambda is not None:
+        chol = torch.from_numpy(np.linalg.cholesky(c.Lambda_matrix()))
+        X = X @ chol.T
+    noise = torch.randn(B, c.n + 1, generator=g, dtype=f64) * float(c.sigma)
+    y = torch.einsum("bnd,bd->bn", X, w) + noise
+    batch = MoRBatch(
+        X,
+        y,
+        torch.zeros(B, c.n + 1, dtype=torch.int64),
+        w[:, None, :],
+        torch.ones(B, 1, dtype=f64),
+        torch.full((B,), float(c.sigma), dtype=f64),
+    )
+    return batch if dtype == f64 else batch.to(dtype)
