@@ -1,0 +1,3 @@
+"""Checks of the lsa capability (filled in as its API lands)."""
+
+from __future__ import annotations
