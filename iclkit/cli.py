@@ -993,11 +993,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"{c.name:<36} {c.theorem} {c.mark}")
             print(f"{'':<36} needs: {', '.join(c.requires) or '-'}")
         return 0
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    results = run_checks(
-        checks, mode=args.mode, seed=seed, out_dir=args.out, progress=not args.no_progress
-    )
+    try:
+        results = run_checks(
+            checks, mode=args.mode, seed=seed, out_dir=args.out, progress=not args.no_progress
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
     seconds = time.perf_counter() - t0
     meta = {"iclkit_version": __version__, "mode": args.mode, "seed": seed, "seconds": seconds}
     json_path, md_path = write_report(results, args.out, meta)

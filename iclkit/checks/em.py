@@ -107,7 +107,7 @@ def rate_n_high_snr(ctx: CheckContext) -> Outcome:
     ns = ctx.param(
         "ns", ctx.pick([200, 400, 800, 1600, 3200, 6400], [200 * 2**i for i in range(8)])
     )
-    groups, per = ctx.pick((4, 32), (8, 128))
+    groups, per = ctx.param("seed_groups", ctx.pick((4, 32), (8, 128)))
     errs, ratios = [], []
     for n in ns:
         err, ref, _ = _symmetric_run(ctx, n, d, snr, groups * per, "rate_n_high")
@@ -159,7 +159,7 @@ def rate_n_high_snr(ctx: CheckContext) -> Outcome:
 def rate_d(ctx: CheckContext) -> Outcome:
     n, snr = ctx.param("n", 4000), ctx.param("snr", 10.0)
     ds = ctx.param("ds", ctx.pick([2, 4, 8, 16, 32], [2, 4, 8, 16, 32, 64]))
-    groups, per = ctx.pick((4, 32), (8, 128))
+    groups, per = ctx.param("seed_groups", ctx.pick((4, 32), (8, 128)))
     E = np.array(
         [_rms_groups(_symmetric_run(ctx, n, d, snr, groups * per, "rate_d")[0], groups) for d in ds]
     )
@@ -206,7 +206,7 @@ def rate_n_low_snr(ctx: CheckContext) -> Outcome:
 
     d = ctx.param("d", 2)
     ns = ctx.param("ns", ctx.pick([250, 1000, 4000], [250, 500, 1000, 2000, 4000, 8000, 16000]))
-    groups, per = ctx.pick((4, 32), (8, 64))
+    groups, per = ctx.param("seed_groups", ctx.pick((4, 32), (8, 64)))
     scale = ctx.param("beta_norm", 1e-3)
     errs = []
     iters = []

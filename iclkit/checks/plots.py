@@ -82,7 +82,7 @@ def rate_plot(
     ax.set_yscale("log")
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-    ax.xaxis.set_major_locator(FixedLocator(x))
+    ax.xaxis.set_major_locator(FixedLocator(x.tolist()))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
