@@ -39,7 +39,9 @@ def test_relu_attention_matches_direct_sum() -> None:
     Wq, Wk, Wv = att.qkv.weight.split(D, dim=0)
     dh = D // heads
     want = torch.zeros(T, D, dtype=torch.float64)
-    for i in range(T):  # Bai Def. 1, written out: sum_m (1/N_i) sum_j ReLU(<Q_m h_i, K_m h_j>) V_m h_j
+    for i in range(
+        T
+    ):  # Bai Def. 1, written out: sum_m (1/N_i) sum_j ReLU(<Q_m h_i, K_m h_j>) V_m h_j
         N_i = max(1.0, float(mask[i].sum()))
         acc = torch.zeros(D, dtype=torch.float64)
         for m in range(heads):

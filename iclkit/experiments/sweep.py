@@ -479,7 +479,7 @@ def run_sweep(
         cluster = None
         if scheduler is None:
             settings = _cluster_settings(plist, len(todo))
-            cluster = LocalCluster(dashboard_address=None, silence_logs=logging.ERROR, **settings)
+            cluster = LocalCluster(dashboard_address=":0", silence_logs=logging.ERROR, **settings)
             client = Client(cluster)
         else:
             try:
