@@ -20,8 +20,9 @@ Linear regression (ZFB) is K = 1, pi = 1, Gaussian prior with tau = 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,21 @@ from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
 __all__ = ["LSAMoments"]
+
+_T = TypeVar("_T")
+
+
+def _cached(fn: Callable[[LSAMoments], _T]) -> property:
+    """A read-only property computed once per instance (moments are immutable)."""
+    name = fn.__name__
+
+    def get(self: LSAMoments) -> _T:
+        if name not in self._cache:
+            self._cache[name] = fn(self)
+        return self._cache[name]  # type: ignore[return-value]
+
+    get.__doc__ = fn.__doc__
+    return property(get)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,11 +154,11 @@ class LSAMoments:
             return (self.pi[0] - self.pi[1]) ** 2
         return float(sum(p * p for p in self.pi))
 
-    @property
+    @_cached
     def M1(self) -> np.ndarray:
         return self.c2 * self.pi_sq * np.eye(self.d)
 
-    @property
+    @_cached
     def M2(self) -> np.ndarray:
         return self.c2 * np.eye(self.d)
 
@@ -151,7 +167,7 @@ class LSAMoments:
         """E[y^2] = E[s] = tr(Lambda M2) + sigma^2."""
         return self.c2 * float(np.trace(self.Lambda)) + self.sigma**2
 
-    @property
+    @_cached
     def Es2(self) -> float:
         """E[s^2], s = (1/N) sum_i y_i^2 (needs fourth moments of the prior)."""
         L = self.Lambda
@@ -168,18 +184,18 @@ class LSAMoments:
         Em2 = Eqq + 2 * s2 * Eq + s2**2
         return Ey4 / self.N + (1.0 - 1.0 / self.N) * Em2
 
-    @property
+    @_cached
     def A(self) -> np.ndarray:
         """E[a a^T] (d, d)."""
         L, N = self.Lambda, self.N
         return (2 * L @ self.M2 @ L + self.Ey2 * L) / N + (1 - 1 / N) * L @ self.M1 @ L
 
-    @property
+    @_cached
     def C(self) -> np.ndarray:
         """E[a y_q x_q^T] = Lambda M1 Lambda (d, d)."""
         return self.Lambda @ self.M1 @ self.Lambda
 
-    @property
+    @_cached
     def EsS(self) -> np.ndarray:
         """E[s S] (d, d)."""
         L, N = self.Lambda, self.N
@@ -192,12 +208,12 @@ class LSAMoments:
             raise ParameterError("Gamma: undefined for the symmetric model (M1 = 0, so G* = 0)")
         return self.A @ np.linalg.inv(self.Lambda) / (self.c2 * self.pi_sq)
 
-    @property
+    @_cached
     def G_star(self) -> np.ndarray:
         """The global minimiser G* = A^{-1} Lambda M1 of the reduced loss (numpy; see fixed_points)."""
         return np.linalg.solve(self.A, self.Lambda @ self.M1)
 
-    @property
+    @_cached
     def loss_star(self) -> float:
         """min L = (1/2)(E[y^2] - tr(G*^T C))."""
         return 0.5 * (self.Ey2 - float(np.trace(self.G_star.T @ self.C)))

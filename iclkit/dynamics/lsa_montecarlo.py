@@ -59,6 +59,8 @@ def monte_carlo_loss(
     seed : int
         Chunk c uses ``derive_seed(seed, "lsa-mc", c)``.
     """
+    if not isinstance(data, (MoRConfig, LinearConfig)):
+        raise ParameterError(f"data must be a MoRConfig or LinearConfig, got {type(data).__name__}")
     n_prompts = check_int(n_prompts, "n_prompts", minimum=2)
     chunk = check_int(chunk, "chunk", minimum=1)
     Wk = torch.as_tensor(np.asarray(W_KQ, dtype=np.float64))

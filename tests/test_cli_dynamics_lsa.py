@@ -1,0 +1,93 @@
+"""Tests of `iclkit dynamics lsa` (iclkit.cli)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iclkit.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["dynamics", "lsa", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_linear_default_json(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(capsys, "--d", "3", "--N", "6", "--json")
+    for key in (
+        "G_final",
+        "G_star_symbolic",
+        "rel_error",
+        "loss_final",
+        "loss_star",
+        "t_final",
+        "status",
+        "steps",
+    ):
+        assert key in out
+    assert out["status"] == "converged" and out["rel_error"] <= 1e-8
+    g = 6 / (6 + 3 + 1)  # Lambda = I: G* = N/(N+d+1) I
+    np.testing.assert_allclose(out["G_star_symbolic"], g * np.eye(3), rtol=1e-13)
+
+
+def test_mor_with_spectrum_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = _run(
+        capsys,
+        "--data",
+        "mor",
+        "--d",
+        "3",
+        "--N",
+        "10",
+        "--K",
+        "3",
+        "--pi",
+        "0.5,0.3,0.2",
+        "--sigma",
+        "0.5",
+        "--lambda-spectrum",
+        "0.5,1,2",
+        "--lambda-rotation-seed",
+        "3",
+        "--plot",
+        str(tmp_path),
+    )
+    assert out["status"] == "converged" and out["rel_error"] <= 1e-8
+    assert "G_final" not in out  # matrices only with --json
+    assert sorted(Path(p).name for p in out["plots"]) == ["lsa_flow.pdf", "lsa_flow.png"]
+
+
+def test_symmetric_and_random(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _run(capsys, "--data", "mor", "--d", "2", "--N", "5", "--symmetric", "--t-max", "100")
+    assert "G* = 0" in out["degenerate_reason"] and out["error_is_absolute"]
+    out = _run(capsys, "--d", "2", "--N", "5", "--init", "random", "--snr", "4", "--t-max", "5")
+    assert out["flow"] == "full"
+
+
+def test_scale_violation_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.warns(UserWarning, match="condition fails"):
+        out = _run(capsys, "--d", "2", "--N", "5", "--init-scale", "3", "--t-max", "50")
+    assert out["init"]["condition_holds"] is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["--d", "2", "--N", "0"], "--N"),
+        (["--d", "0", "--N", "3"], "--d"),
+        (["--d", "2", "--N", "3", "--lambda-spectrum", "1,-1"], "--lambda-spectrum"),
+        (["--d", "2", "--N", "3", "--lambda-spectrum", "1,2,3"], "--lambda-spectrum"),
+        (["--d", "2", "--N", "3", "--snr", "0"], "--snr"),
+        (["--d", "2", "--N", "3", "--init-scale", "-1"], "--init-scale"),
+        (["--data", "mor", "--d", "2", "--N", "3", "--K", "3", "--pi", "0.5,0.5"], "pi"),
+        (["--data", "mor", "--d", "2", "--N", "3", "--sigma", "0"], "sigma"),
+    ],
+)
+def test_bad_input_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], name: str) -> None:
+    assert main(["dynamics", "lsa", *argv]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
