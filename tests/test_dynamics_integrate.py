@@ -25,7 +25,7 @@ def _gamma_inv(lam: np.ndarray, N: int) -> np.ndarray:
 def _mor_g_star(cfg: MoRConfig) -> np.ndarray:
     # mor.md §6.5 [RECON]: G* = A^-1 Lambda M1 with A, M1 typed out here for the Gaussian prior
     lam = cfg.Lambda_matrix().numpy()
-    N, d = cfg.n, cfg.d
+    N = cfg.n
     tau2 = cfg.prior_scale**2
     r = sum(p * p for p in cfg.pi_vector)
     Ey2 = tau2 * np.trace(lam) + cfg.sigma**2
@@ -90,7 +90,7 @@ def test_full_flow_from_random_init_may_stop_at_a_non_global_point() -> None:
     )
     assert bad.status is Status.CONVERGED  # stationary: ||grad L|| <= 1e-10
     assert bad.loss[-1] - m.loss_star > 0.1
-    U, u, p, q = bad.flow.parts(bad.final_state)
+    _, _, p, q = bad.flow.parts(bad.final_state)
     assert np.linalg.norm(p) > 0.1 and np.linalg.norm(q) > 0.1
 
 

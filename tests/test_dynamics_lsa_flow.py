@@ -71,7 +71,7 @@ def test_eigen_flow_equals_reduced_flow(m: LSAMoments) -> None:
     init = LSAInit.from_reduced(rng.normal(size=(3, 3)), 0.8)
     red, eig = ReducedLSAFlow(m), EigenLSAFlow(m).bound(init)
     ye, yr = eig.initial_state(init), red.initial_state(init)
-    lam, V = m.eigenbasis
+    _, V = m.eigenbasis
     dr = red.rhs(0.0, yr)
     de = eig.rhs(0.0, ye)
     dU_e = V.T @ dr[:9].reshape(3, 3) @ V
