@@ -1,0 +1,44 @@
+"""Construction checks pass on the Theorem 3.1 transformer and FAIL when it is built with a wrong
+step size (injected through the API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from iclkit.checks.registry import run_check
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_equals_surrogate_passes_and_fails_with_wrong_step() -> None:
+    ok = run_check("construction.equals_surrogate")
+    assert ok.status == "PASS", ok.details
+    # the transformer built with alpha = 0.5 while the reference gradient EM uses alpha = 1
+    bad = run_check("construction.equals_surrogate", params={"construction_alpha": 0.5})
+    assert bad.status == "FAIL" and float(bad.measured) > 1e-3  # type: ignore[arg-type]
+
+
+def test_structure_checks_pass() -> None:
+    for name in (
+        "construction.heads_and_depth",
+        "construction.permutation_invariant",
+        "construction.gap_within_certificate",
+    ):
+        r = run_check(name)
+        assert r.status == "PASS", (name, r.details)
+
+
+def test_rate_check_fails_with_wrong_step() -> None:
+    # alpha = 0.3 over 4 iterations: the estimate stays near the init, the error stops decaying
+    small = {"ns": [25, 50, 100], "seed_groups": (2, 4)}
+    bad = run_check("construction.rate_n", params={**small, "construction_alpha": 0.3})
+    assert bad.status == "FAIL" and float(bad.measured) > -0.3  # type: ignore[arg-type]
