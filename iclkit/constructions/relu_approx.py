@@ -113,6 +113,42 @@ class ReluSum:
         pre = torch.einsum("...j,mj->...m", zz, a[:, :-1]) + a[:, -1]
         return (torch.relu(pre) * c).sum(-1)
 
+    def piecewise_linear(self) -> ScalarFunction:
+        """The same scalar function (k = 1) evaluated by binary search over the kinks in
+        O(log M) per point instead of O(M): equal to :meth:`__call__` up to float64 round-off.
+        For large evaluations (rate experiments at n in the thousands)."""
+        if self.k != 1:
+            raise ParameterError(
+                f"piecewise_linear needs a scalar ReLU sum (k = 1), got k = {self.k}"
+            )
+        a1, a0, c = self.a[:, 0], self.a[:, 1], self.c
+        const = float((c * torch.relu(a0))[a1 == 0].sum())
+        groups = []
+        for sel, right in ((a1 > 0, True), (a1 < 0, False)):
+            kinks = -a0[sel] / a1[sel]
+            slope = c[sel] * a1[sel]
+            order = torch.argsort(kinks)
+            kinks, slope = kinks[order], slope[order]
+            zero = torch.zeros(1, dtype=torch.float64)
+            if right:  # active for z > kink: prefix sums over kinks below z
+                s1 = torch.cat([zero, torch.cumsum(slope, 0)])
+                s0 = torch.cat([zero, torch.cumsum(slope * kinks, 0)])
+            else:  # active for z < kink: suffix sums over kinks above z
+                s1 = torch.cat([torch.flip(torch.cumsum(torch.flip(slope, [0]), 0), [0]), zero])
+                s0 = torch.cat(
+                    [torch.flip(torch.cumsum(torch.flip(slope * kinks, [0]), 0), [0]), zero]
+                )
+            groups.append((kinks, s1, s0))
+
+        def f(z: torch.Tensor) -> torch.Tensor:
+            out = torch.full_like(z, const)
+            for kinks, s1, s0 in groups:
+                idx = torch.searchsorted(kinks.to(z.dtype), z.contiguous())
+                out = out + z * s1.to(z.dtype)[idx] - s0.to(z.dtype)[idx]
+            return out
+
+        return f
+
 
 def _normalise(a: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rescale each term so that ``||a_m||_1 = 1`` (relu is positively homogeneous)."""

@@ -58,7 +58,7 @@ def symmetric_surrogate_iterates(
     X: torch.Tensor,
     y: torch.Tensor,
     beta0: torch.Tensor,
-    sigma: float,
+    sigma: float | torch.Tensor,
     f: Fn,
     *,
     T_outer: int,
@@ -67,10 +67,12 @@ def symmetric_surrogate_iterates(
 ) -> list[list[torch.Tensor]]:
     """Iterates of symmetric surrogate gradient EM.
 
-    X : (B, n, d), y : (B, n), beta0 : (B, d). Returns ``iters[t][s]`` (B, d): the estimate after
-    inner step ``s + 1`` of outer iteration ``t + 1``.
+    X : (B, n, d), y : (B, n), beta0 : (B, d), sigma : float or (B,). Returns ``iters[t][s]``
+    (B, d): the estimate after inner step ``s + 1`` of outer iteration ``t + 1``.
     """
     n = X.shape[1]
+    if isinstance(sigma, torch.Tensor):
+        sigma = sigma.to(X.dtype).reshape(-1, 1)
     beta = beta0
     out: list[list[torch.Tensor]] = []
     for _ in range(T_outer):
@@ -89,7 +91,7 @@ def general_surrogate_iterates(
     X: torch.Tensor,
     y: torch.Tensor,
     init: torch.Tensor,
-    sigma: float,
+    sigma: float | torch.Tensor,
     pi: tuple[float, ...],
     fns: EStepFunctions,
     *,
@@ -99,9 +101,12 @@ def general_surrogate_iterates(
 ) -> list[list[torch.Tensor]]:
     """Iterates of general-K (surrogate) gradient EM in the form above.
 
-    X : (B, n, d), y : (B, n), init : (B, K, d). Returns ``iters[t][s]`` (B, K, d).
+    X : (B, n, d), y : (B, n), init : (B, K, d), sigma : float or (B,).
+    Returns ``iters[t][s]`` (B, K, d).
     """
     n = X.shape[1]
+    if isinstance(sigma, torch.Tensor):
+        sigma = sigma.to(X.dtype).reshape(-1, 1, 1)
     K = init.shape[1]
     logpi = [math.log(p) for p in pi]
     betas = init
