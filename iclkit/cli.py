@@ -580,7 +580,12 @@ def _add_reproduce(sub: _SubParsers) -> None:
             "fig2: vs training prompts B; fig3: vs dimension d; fig4: vs hidden size D."
         ),
     )
-    p.add_argument("figure", choices=_FIGURE_CHOICES, help="which figure (all: the four)")
+    p.add_argument(
+        "figure",
+        choices=(*_FIGURE_CHOICES, "constructed"),
+        help="which figure (all: the four; constructed: trained vs Theorem 3.1 construction, "
+        "K = 2, prediction gap and per-layer probes)",
+    )
     p.add_argument(
         "--preset",
         default="quick",
@@ -606,6 +611,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from iclkit.experiments.figures import draw_figure
     from iclkit.experiments.sweep import FIGURES, load_preset, run_sweep
 
+    if args.figure == "constructed":
+        return _reproduce_constructed(args)
     figures = list(FIGURES) if args.figure == "all" else [args.figure]
     if args.preset.endswith(".toml") and len(figures) > 1:
         raise ParameterError("--preset: a .toml path is for one figure; name the figure")
@@ -632,6 +639,44 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _reproduce_constructed(args: argparse.Namespace) -> int:
+    import os
+
+    from iclkit.experiments.constructed_vs_trained import (
+        COMPARISON_SCALES,
+        compare_trained_and_constructed,
+        draw_comparison,
+    )
+
+    if args.preset not in COMPARISON_SCALES:
+        raise ParameterError(
+            f"--preset must be one of {tuple(COMPARISON_SCALES)} for 'constructed', "
+            f"got {args.preset!r}"
+        )
+    folder = os.path.join(args.out, "constructed")
+    res = compare_trained_and_constructed(
+        COMPARISON_SCALES[args.preset],
+        checkpoint=os.path.join(folder, f"trained-{args.preset}.pt"),
+        progress=not args.no_progress,
+    )
+    pdf, png = draw_comparison(res, os.path.join(folder, "constructed"))
+    _print_json(
+        {
+            "prediction_gap": [res.prediction_gap.mean, res.prediction_gap.se],
+            "excess_risk_trained": [res.excess_trained.mean, res.excess_trained.se],
+            "excess_risk_constructed": [res.excess_constructed.mean, res.excess_constructed.se],
+            "probe_r2_trained": res.probe_trained,
+            "probe_r2_constructed_first_last": [
+                res.probe_constructed[0],
+                res.probe_constructed[-1],
+            ],
+            "constructed_layers": res.constructed_layers,
+            "figures": {"pdf": pdf, "png": png},
+        }
+    )
     return 0
 
 

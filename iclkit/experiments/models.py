@@ -231,23 +231,42 @@ class ICLTransformer(nn.Module):
             )
         return int(B), int(N)
 
+    def hidden_states(self, X: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream at the token that predicts the query (position n), after the
+        read-in and after each block: ``L + 1`` tensors of shape (B, D) (for probes)."""
+        B, N = self._check(X, y)
+        states: list[torch.Tensor] = []
+        if self.config.arch == "gpt2":
+            self._forward_gpt2(X, y, B, N, states)
+        else:
+            self._forward_encoder(X, y, B, N, states)
+        return states
+
     def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         B, N = self._check(X, y)
         if self.config.arch == "gpt2":
             return self._forward_gpt2(X, y, B, N)
         return self._forward_encoder(X, y, B, N)
 
-    def _forward_gpt2(self, X: torch.Tensor, y: torch.Tensor, B: int, N: int) -> torch.Tensor:
+    def _forward_gpt2(
+        self, X: torch.Tensor, y: torch.Tensor, B: int, N: int, states: list | None = None
+    ) -> torch.Tensor:
         d = self.config.d
         tokens = X.new_zeros(B, 2 * N - 1, d + 1)
         tokens[:, 0::2, :d] = X
         tokens[:, 1::2, d] = y[:, : N - 1]
         h = self.read_in(tokens) + self.wpe.weight[: 2 * N - 1]
+        if states is not None:
+            states.append(h[:, -1])
         for block in self.blocks:
             h = block(h)
+            if states is not None:
+                states.append(h[:, -1])
         return self.read_out(self.ln_f(h[:, 0::2]))[..., 0]
 
-    def _forward_encoder(self, X: torch.Tensor, y: torch.Tensor, B: int, N: int) -> torch.Tensor:
+    def _forward_encoder(
+        self, X: torch.Tensor, y: torch.Tensor, B: int, N: int, states: list | None = None
+    ) -> torch.Tensor:
         d = self.config.d
         n_train = N - 1
         tokens = X.new_zeros(B, n_train + N, d + 2)
@@ -257,8 +276,12 @@ class ICLTransformer(nn.Module):
         tokens[:, n_train:, :d] = X
         mask = _encoder_mask(n_train, N, X.dtype, X.device)
         h = self.read_in(tokens)
+        if states is not None:
+            states.append(h[:, -1])
         for block in self.blocks:
             h = block(h, mask, n_train)
+            if states is not None:
+                states.append(h[:, -1])
         return self.read_out(self.ln_f(h[:, n_train:]))[..., 0]
 
 
