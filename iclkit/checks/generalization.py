@@ -109,7 +109,7 @@ def gap_vs_B(ctx: CheckContext) -> Outcome:
             "C_fitted_max_gap_sqrtB_over_L": C_fit,
             "seeds": seeds,
             "steps": steps,
-        },  # fmt: skip
+        },
         plots,
     )
 
