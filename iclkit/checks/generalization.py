@@ -99,9 +99,9 @@ def gap_vs_B(ctx: CheckContext) -> Outcome:
         fit.slope <= limit,
         round(fit.slope, 4),
         expected,
-        f"slope <= {limit:.2f} (one-sided: O(L/sqrt(B)) is an upper bound; a trained model of "
-        "fixed size typically generalizes faster, ~ B^-1, once B exceeds its parameter count, "
-        "while at small B the gap saturates at the loss scale)",
+        f"slope <= {limit:.2f}: one-sided, since O(L/sqrt(B)) is an upper bound; a trained model "
+        "of fixed size typically generalizes faster, ~ B^-1, once B exceeds its parameter count, "
+        "while at small B the gap saturates at the loss scale",
         {
             "Bs": Bs,
             "gaps": G.tolist(),
@@ -139,7 +139,7 @@ def gap_vs_L(ctx: CheckContext) -> Outcome:
         fit.slope <= limit,
         round(fit.slope, 4),
         expected,
-        f"slope <= {limit:.2f} (one-sided: the bound is linear in L through the covering number "
-        "of L layers; the measured gap grows more slowly)",
+        f"slope <= {limit:.2f}: one-sided, the bound is linear in L through the covering number "
+        "of L layers; the measured gap grows more slowly",
         {"Ls": Ls, "B": B, "gaps": G.tolist(), "fit": fit.as_dict(), "seeds": seeds},
     )
