@@ -736,7 +736,9 @@ def _add_construct(sub: _SubParsers) -> None:
             "and beta_surrogate (B,K,d) to --out. Without --in: samples prompts from the MoR "
             "options below. Prints one JSON line: layers, max_heads_per_layer, weight_norm, "
             "max_abs_diff_vs_surrogate, max_abs_diff_vs_gradient_em (and, when sampling, the "
-            "prediction error vs the oracle and the parameter error)."
+            "prediction error vs the oracle and the parameter error). --symmetric selects the "
+            "tied two-component construction (K=2, pi=1/2, init[:, 0] used), else the general-K "
+            "one (pi from the file or --pi, default uniform)."
         ),
     )
     p.add_argument("--in", dest="inp", default=None, help="input prompts .npz (else sample)")
