@@ -23,6 +23,7 @@ from iclkit.constructions.gradient_em_transformer import (
     build_gradient_em_transformer,
     estep_functions,
     layer_count,
+    layerwise_relative_error,
     run_gradient_em_transformer,
 )
 from iclkit.constructions.surrogate_em import (
@@ -170,6 +171,13 @@ def test_wrong_step_size_is_detected() -> None:
     )[-1][-1]
     assert _rel(good(b.X_train, b.y_train, init, b.x_query)[0][:, 0], ref) <= REL
     assert _rel(bad(b.X_train, b.y_train, init, b.x_query)[0][:, 0], ref) > 1e-3
+    # the public check API: layer-by-layer error vs the surrogate with the intended step size
+    args = (b.X_train, b.y_train, init, b.x_query)
+    assert layerwise_relative_error(good, *args) <= REL
+    assert layerwise_relative_error(bad, *args) <= REL  # consistent with its own (wrong) alpha
+    assert layerwise_relative_error(bad, *args, alpha=1.0) > 1e-3
+    gen = build_gradient_em_transformer(3, 2, 50, 0.2, 1, 2, 1.0, 6, pi=(0.6, 0.4))
+    assert layerwise_relative_error(gen, *args) <= REL
 
 
 def test_read_y_is_the_estimate_prediction() -> None:

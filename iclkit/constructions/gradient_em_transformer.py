@@ -62,7 +62,9 @@ __all__ = [
     "general_relu_sums",
     "layer_count",
     "layer_formula_text",
+    "layerwise_relative_error",
     "run_gradient_em_transformer",
+    "surrogate_iterates",
 ]
 
 MAX_HEADS = 4
@@ -652,3 +654,55 @@ def run_gradient_em_transformer(
         max_abs_diff_vs_gradient_em=float((beta_tf - ref).abs().max()),
         constructions=len(groups),
     )
+
+
+def surrogate_iterates(
+    tf: GradientEMTransformer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    *,
+    alpha: float | None = None,
+) -> list[list[torch.Tensor]]:
+    """The surrogate gradient-EM iterates ``[t][s]`` (B, P, d) that ``tf`` is built to reproduce,
+    computed directly (``surrogate_em``), with the construction's sigma, pi, T's and ReLU sums;
+    ``alpha`` overrides the step size (e.g. the *intended* one, to expose a mis-built ``tf``)."""
+    from iclkit.constructions.surrogate_em import (
+        general_surrogate_iterates,
+        symmetric_surrogate_iterates,
+    )
+
+    a = tf.alpha if alpha is None else check_positive(alpha, "alpha")
+    To, Ti = tf.T_outer, tf.T_inner
+    if tf.layout.symmetric:
+        assert tf.tanh_sum is not None
+        beta0 = init[:, 0] if init.dim() == 3 else init
+        it = symmetric_surrogate_iterates(
+            X, y, beta0, tf.sigma, tf.tanh_sum, T_outer=To, T_inner=Ti, alpha=a
+        )
+        return [[b[:, None] for b in row] for row in it]
+    return general_surrogate_iterates(
+        X, y, init, tf.sigma, tf.pi, estep_functions(tf), T_outer=To, T_inner=Ti, alpha=a
+    )
+
+
+def layerwise_relative_error(
+    tf: GradientEMTransformer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    x_query: torch.Tensor,
+    *,
+    alpha: float | None = None,
+) -> float:
+    """``max_{t,s,b} ||H-state estimate - surrogate iterate|| / ||surrogate iterate||`` over every
+    inner step: ~1e-14 for a correct construction (the check's tolerance is 1e-9)."""
+    got = tf.block_iterates(X, y, init, x_query)
+    ref = surrogate_iterates(tf, X, y, init, alpha=alpha)
+    worst = 0.0
+    for row_g, row_r in zip(got, ref, strict=True):
+        for g, r in zip(row_g, row_r, strict=True):
+            num = (g - r).flatten(1).norm(dim=1)
+            den = r.flatten(1).norm(dim=1).clamp_min(1e-300)
+            worst = max(worst, float((num / den).max()))
+    return worst
