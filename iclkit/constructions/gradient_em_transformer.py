@@ -238,10 +238,11 @@ def _ceil4(x: int) -> int:
 
 
 def layer_count(K: int, T_outer: int, T_inner: int, M: int, *, symmetric: bool) -> int:
-    """The documented layer formula ``L(T_outer, T_inner, M)``.
+    """The documented layer formula ``L(T_outer, T_inner, M)`` (text: :func:`layer_formula_text`).
 
     symmetric: ``T_outer (ceil((M + 2)/4) + T_inner) + 1``;
-    general K: ``T_outer ((2K + K - 1) ceil... )`` - see :func:`layer_formula_text`.
+    general K: ``T_outer (2 ceil(K (M + 2)/4) + (K - 1) ceil((M + 2)/4)
+    + T_inner (ceil(2 K M / 4) + ceil(K / 4))) + 1``.
     """
     if symmetric:
         return T_outer * (_ceil4(M + 2) + T_inner) + 1
