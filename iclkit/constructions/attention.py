@@ -177,12 +177,23 @@ class AttentionLayer(nn.Module):
     def forward(self, H: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return attention(H, self.packed, key_mask, kind=self.kind)
 
-    def flops(self, B: int, N: int) -> int:
-        """2 x multiply-adds of the score and value products actually computed
-        (``B m N^2 r`` for the scores, ``B m N^2 c`` for the values)."""
-        m, r, _ = self.packed.Q.shape
-        c = self.packed.cols.numel()
-        return 2 * B * N * N * m * (r + c)
+    def flops(self, B: int, N: int, *, performed: bool = False) -> int:
+        """2 x multiply-adds of the score and value products of every head.
+
+        Default: each head's own products, ``2 B N^2 (r_m + c_m)`` with ``r_m`` its score rank and
+        ``c_m`` the coordinates its value writes (the useful work). ``performed=True``: what the
+        stacked evaluation actually multiplies (ranks zero-padded to the layer's largest, values
+        over the union of written coordinates), ``2 B N^2 m (r_max + c)``.
+        """
+        if performed:
+            m, r, _ = self.packed.Q.shape
+            c = self.packed.cols.numel()
+            return 2 * B * N * N * m * (r + c)
+        total = 0
+        for h in self.heads:
+            c_h = int((h.V.abs().sum(1) > 0).sum())
+            total += 2 * B * N * N * (h.Q.shape[0] + c_h)
+        return total
 
 
 class AttentionTransformer(nn.Module):
@@ -222,8 +233,9 @@ class AttentionTransformer(nn.Module):
             states.append(H)
         return states
 
-    def flops(self, B: int, N: int) -> int:
-        return sum(layer.flops(B, N) for layer in self.attention_layers)
+    def flops(self, B: int, N: int, *, performed: bool = False) -> int:
+        """Sum of :meth:`AttentionLayer.flops` over the layers."""
+        return sum(layer.flops(B, N, performed=performed) for layer in self.attention_layers)
 
 
 def bai_norm(model: AttentionTransformer) -> float:
