@@ -277,6 +277,8 @@ def test_bad_input() -> None:
         build_gradient_em_transformer(3, 3, 10, 0.5, 1, 1, 1.0, 8, symmetric=True)
     with pytest.raises(ParameterError, match="pi"):
         build_gradient_em_transformer(3, 2, 10, 0.5, 1, 1, 1.0, 8, pi=(1.0, 0.0))
+    with pytest.raises(ParameterError, match="pi"):
+        build_gradient_em_transformer(3, 2, 10, 0.5, 1, 1, 1.0, 8, pi=(0.6, 0.4), symmetric=True)
     X = torch.zeros(2, 5, 3, dtype=f64)
     with pytest.raises(ParameterError, match="sigma"):
         run_gradient_em_transformer(

@@ -334,6 +334,8 @@ def build_gradient_em_transformer(
         symmetric = K == 2 and all(abs(p - 0.5) < 1e-12 for p in pi_t)
     if symmetric and K != 2:
         raise ParameterError(f"K must be 2 when symmetric=True, got {K}")
+    if symmetric and any(abs(p - 0.5) > 1e-12 for p in pi_t):
+        raise ParameterError(f"pi must be (0.5, 0.5) when symmetric=True, got {pi_t}")
     if symmetric:
         relu_terms = check_int(relu_terms, "relu_terms", minimum=3)
         return _build_symmetric(d, n, sigma, T_outer, T_inner, alpha, relu_terms, pi_t)
