@@ -62,7 +62,7 @@ def _gap(L: int, B: int, seed: int, steps: int) -> tuple[float, float, float]:
 
 
 def _seeds(ctx: CheckContext) -> list[int]:
-    return [ctx.seed % 2**20 + i for i in range(ctx.param("seeds", ctx.pick(2, 4)))]
+    return [ctx.seed % 2**20 + i for i in range(ctx.param("seeds", ctx.pick(3, 6)))]
 
 
 @register(
@@ -72,21 +72,24 @@ def _seeds(ctx: CheckContext) -> list[int]:
     requires=_NEEDS,
     description=(
         "ReLU-attention encoder (D = 16, L = 2, 2 heads) trained by AdamW on a fixed pool of B "
-        "MoR prompts (d = 3, K = 2, n = 10, eta = 5), B in {16, 64, 256, 1024}: generalization gap "
-        "(test MSE - pool MSE at the query) vs B; its log-log slope must be <= -1/2 + 0.15."
+        "MoR prompts (d = 3, K = 2, n = 10, eta = 5), B in {16, 64, 256} (quick, 3 seeds): mean "
+        "generalization gap (test MSE - pool MSE at the query) vs B; log-log slope <= -1/2 + 0.15."
     ),
 )
 def gap_vs_B(ctx: CheckContext) -> Outcome:
-    Bs = ctx.param("Bs", ctx.pick([16, 64, 256, 1024], [16, 64, 256, 1024, 4096]))
+    Bs = ctx.param("Bs", ctx.pick([16, 64, 256], [16, 64, 256, 1024]))
     steps = ctx.param("steps", ctx.pick(400, 2000))
     seeds = _seeds(ctx)
     G = np.array([[_gap(2, B, s, steps)[2] for s in seeds] for B in Bs])
-    if np.any(G <= 0):
+    Gm = G.mean(axis=1)
+    if np.any(Gm <= 0):
         return Outcome(
-            False, None, -0.5, "gap > 0 at every B",
-            {"gaps": G.tolist(), "reason": "a non-positive gap cannot be fitted on log axes"},
+            False, None, -0.5, "mean gap > 0 at every B",
+            {"gaps": G.tolist(), "reason": "a non-positive mean gap cannot be fitted on log axes"},
         )  # fmt: skip
-    fit = fit_rate(Bs, G, seed=ctx.seed % 2**31)
+    # Fit the seed-mean gap (t-interval): a single seed's gap can be <= 0 by chance once it is
+    # small, since the pool of B prompts is itself a random sample.
+    fit = fit_rate(Bs, Gm, seed=ctx.seed % 2**31)
     expected = generalization_bound(2, Bs[0], D=16).exponent["B"]
     limit = expected + 0.15
     C_fit = float(np.max(G.mean(1) * np.sqrt(Bs) / 2))
@@ -130,9 +133,10 @@ def gap_vs_L(ctx: CheckContext) -> Outcome:
     steps = ctx.param("steps", ctx.pick(400, 2000))
     seeds = _seeds(ctx)
     G = np.array([[_gap(L, B, s, steps)[2] for s in seeds] for L in Ls])
-    if np.any(G <= 0):
-        return Outcome(False, None, 1.0, "gap > 0 at every L", {"gaps": G.tolist()})
-    fit = fit_rate(Ls, G, seed=ctx.seed % 2**31)
+    Gm = G.mean(axis=1)
+    if np.any(Gm <= 0):
+        return Outcome(False, None, 1.0, "mean gap > 0 at every L", {"gaps": G.tolist()})
+    fit = fit_rate(Ls, Gm, seed=ctx.seed % 2**31)
     expected = generalization_bound(Ls[0], B, D=16).exponent["L"]
     limit = expected + 0.15
     return Outcome(
