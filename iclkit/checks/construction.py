@@ -208,8 +208,8 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
         worst <= 1.0 and shrinks,
         round(worst, 4),
         "<= 1",
-        "max over prompts and iterations of gap / propagated bound <= 1 (a proven bound, no "
-        "slack needed), and the gap decreases with M",
+        "gap / propagated bound <= 1 and gap decreasing in M: the bound is proven (no slack "
+        "needed); max over prompts and outer iterations",
         {
             "max_gap": {str(k): v for k, v in gaps.items()},
             "gap_over_bound": {str(k): v for k, v in ratios.items()},

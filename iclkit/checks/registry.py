@@ -75,7 +75,8 @@ class Outcome:
     measured, expected : float, str or None
         The measured quantity and the theorem's (or independent computation's) value.
     tolerance : str
-        The acceptance band and its reason, e.g. ``"slope in [-0.6, -0.4]: log factors ..."``.
+        The acceptance band, then ``": "`` and its reason, e.g.
+        ``"slope in [-0.6, -0.4]: log factors ..."`` (the table shows the part before ``": "``).
     details : mapping
         Everything else worth keeping (fits, grids, conditions); JSON-serialisable.
     plots : tuple of str

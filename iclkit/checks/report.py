@@ -59,7 +59,7 @@ _COLUMNS = ("check", "theorem", "measured", "expected", "tolerance", "status", "
 def _rows(results: Sequence[CheckResult], width: int | None) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in results:
-        tol = r.tolerance.split(":", 1)[0] if width else r.tolerance
+        tol = r.tolerance.split(": ", 1)[0] if width else r.tolerance
         theorem = r.theorem if not width else r.theorem.split(":", 1)[0]
         measured = _fmt(r.measured) if r.status != "SKIPPED" else "-"
         rows.append(
@@ -124,7 +124,7 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
                     f"**{r.status}**",
                     _fmt(r.measured),
                     _fmt(r.expected),
-                    r.tolerance.split(":", 1)[0],
+                    r.tolerance.split(": ", 1)[0],
                     f"{r.seconds:.1f}",
                 )
             )

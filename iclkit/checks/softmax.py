@@ -87,8 +87,9 @@ def phase1_K2(ctx: CheckContext) -> Outcome:
         ok,
         round(fit.slope, 4),
         expected,
-        f"slope in [1.8, 2.2] (issue 6; the K^2 law has lower-order corrections, measured "
-        f"1.95-1.99) and every time within {dev_tol:.0%} of the notes' independent ODE values",
+        f"slope in [1.8, 2.2] and every time within {dev_tol:.0%} of the notes' ODE values: the "
+        "K^2 law has lower-order corrections (measured 1.95-1.99, band of issue 6); the notes' "
+        "times come from independent code",
         {
             "Ks": Ks,
             "times": t1.tolist(),
@@ -184,9 +185,9 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
         ok,
         round(spread, 4),
         "< 0.2",
-        "dominant 1 phase, under-represented 4 in order (exact counts); relative spread of the "
-        "dominant time to eps over K <= 20% (its O(1/(eta eps)) law has no K); under-represented "
-        "loss >= 0.1 (Theta(1)) when the dominant one is done, at the largest K",
+        "phases 1 / 4 in order, spread over K <= 20%, under-represented loss >= 0.1: phase counts "
+        "are exact; the dominant time to eps, O(1/(eta eps)), has no K; a Theta(1) loss of the "
+        "under-represented queries when the dominant ones are done (largest K) is the stage-wise claim",
         out,
     )
 
