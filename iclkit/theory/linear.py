@@ -16,7 +16,7 @@ import torch
 
 from .mor import MoRBatch
 from .rng import make_generator
-from .validation import ParameterError, check_int, check_real
+from .validation import ParameterError, check_covariance, check_int, check_real
 
 __all__ = ["LinearConfig", "sample_linear"]
 
@@ -47,18 +47,7 @@ class LinearConfig:
         check_int(self.n, "n", minimum=1)
         check_real(self.sigma, "sigma", minimum=0.0)
         if self.Lambda is not None:
-            lam = np.asarray(self.Lambda, dtype=np.float64)
-            if lam.shape != (self.d, self.d):
-                raise ParameterError(
-                    f"Lambda must have shape ({self.d}, {self.d}), got {lam.shape}"
-                )
-            if not np.all(np.isfinite(lam)):
-                raise ParameterError("Lambda must be finite")
-            if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, np.abs(lam).max())):
-                raise ParameterError("Lambda must be symmetric")
-            if np.linalg.eigvalsh(lam).min() <= 0:
-                raise ParameterError("Lambda must be positive definite (all eigenvalues > 0)")
-            object.__setattr__(self, "Lambda", tuple(tuple(float(v) for v in row) for row in lam))
+            object.__setattr__(self, "Lambda", check_covariance(self.Lambda, "Lambda", self.d)[0])
 
     def Lambda_matrix(self) -> np.ndarray:
         """Lambda as a (d, d) float64 array."""

@@ -28,6 +28,7 @@ import torch
 from .rng import derive_seed, make_generator
 from .validation import (
     ParameterError,
+    check_covariance,
     check_finite_tensor,
     check_int,
     check_positive,
@@ -130,20 +131,8 @@ class MoRConfig:
             if self.pi_mode != "fixed":
                 raise ParameterError("pi_mode must be 'fixed' when symmetric=True")
         if self.Lambda is not None:
-            lam = np.asarray(self.Lambda, dtype=np.float64)
-            if lam.shape != (self.d, self.d):
-                raise ParameterError(
-                    f"Lambda must have shape ({self.d}, {self.d}), got {lam.shape}"
-                )
-            if not np.all(np.isfinite(lam)):
-                raise ParameterError("Lambda must be finite")
-            if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, np.abs(lam).max())):
-                raise ParameterError("Lambda must be symmetric")
-            try:
-                chol = np.linalg.cholesky(lam)
-            except np.linalg.LinAlgError:
-                raise ParameterError("Lambda must be positive definite") from None
-            object.__setattr__(self, "Lambda", tuple(tuple(float(v) for v in row) for row in lam))
+            lam, chol = check_covariance(self.Lambda, "Lambda", self.d)
+            object.__setattr__(self, "Lambda", lam)
             object.__setattr__(self, "_chol", chol)
 
     # ------------------------------------------------------------------ derived

@@ -19,6 +19,7 @@ import torch
 
 __all__ = [
     "ParameterError",
+    "check_covariance",
     "check_finite_tensor",
     "check_int",
     "check_positive",
@@ -133,3 +134,26 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torc
     ):
         raise ParameterError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
     return x
+
+
+def check_covariance(
+    value: object, name: str, d: int
+) -> tuple[tuple[tuple[float, ...], ...], np.ndarray]:
+    """Validate a (d, d) covariance matrix: finite, symmetric, positive definite.
+
+    Returns
+    -------
+    (the matrix as a tuple of tuples (hashable, for frozen configs), its Cholesky factor (d, d))
+    """
+    lam = np.asarray(value, dtype=np.float64)
+    if lam.shape != (d, d):
+        raise ParameterError(f"{name} must have shape ({d}, {d}), got {lam.shape}")
+    if not np.all(np.isfinite(lam)):
+        raise ParameterError(f"{name} must be finite")
+    if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, float(np.abs(lam).max()))):
+        raise ParameterError(f"{name} must be symmetric")
+    try:
+        chol = np.linalg.cholesky(lam)
+    except np.linalg.LinAlgError:
+        raise ParameterError(f"{name} must be positive definite (all eigenvalues > 0)") from None
+    return tuple(tuple(float(v) for v in row) for row in lam), chol
