@@ -59,6 +59,9 @@ __all__ = [
 
 Nonlinearity = Callable[[torch.Tensor], torch.Tensor]
 
+# Size of the weighted copy of X built per chunk of prompts in the M-step (see weighted_moments).
+_CHUNK_BYTES = 2 << 20
+
 
 @dataclass(frozen=True)
 class EMResult:
@@ -140,6 +143,19 @@ def _log_joint(
     return out.add_(const[:, None, :])
 
 
+def _posterior(log_joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responsibilities and the log-likelihood from one log-joint (B, n, K), consumed in place.
+
+    Returns ``gamma (B, n, K)`` (softmax over k) and ``log_likelihood (B,)`` (log-sum-exp over k,
+    summed over i): one pass serves both the E-step and the likelihood trace.
+    """
+    peak = log_joint.amax(-1, keepdim=True)
+    expd = log_joint.sub_(peak).exp_()
+    total = expd.sum(-1, keepdim=True)
+    ll = (peak + total.log()).sum((1, 2))
+    return expd.div_(total), ll
+
+
 def responsibilities(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -154,7 +170,7 @@ def responsibilities(
     gamma : (B, n, K), rows sum to 1.
     """
     sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return torch.softmax(_log_joint(X, y, betas, pi_t, sig), dim=-1)
+    return _posterior(_log_joint(X, y, betas, pi_t, sig))[0]
 
 
 def log_likelihood(
@@ -166,7 +182,7 @@ def log_likelihood(
 ) -> torch.Tensor:
     """Observed-data log-likelihood ``sum_i log sum_k pi_k phi(y_i; x_i^T beta_k, sigma^2)``, (B,)."""
     sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return torch.logsumexp(_log_joint(X, y, betas, pi_t, sig), dim=-1).sum(-1)
+    return _posterior(_log_joint(X, y, betas, pi_t, sig))[1]
 
 
 def weighted_moments(
@@ -195,7 +211,7 @@ def weighted_moments(
     K = gamma.shape[-1]
     S = torch.empty(B, d, K * d, dtype=X.dtype)
     m = torch.empty(B, 1, K * d, dtype=X.dtype)
-    chunk = max(1, (2 << 20) // (8 * n * K * d))
+    chunk = max(1, _CHUNK_BYTES // (X.element_size() * n * K * d))
     for start in range(0, B, chunk):
         sl = slice(start, start + chunk)
         GX = (gamma[sl, :, :, None] * X[sl, :, None, :]).reshape(-1, n, K * d)
@@ -234,22 +250,17 @@ def em_step(
     pi : (B, K), re-estimated if ``estimate_pi`` else unchanged.
     """
     sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return _em_step(X, y, betas, pi_t, sig, estimate_pi)
+    gamma, _ = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    return _m_step(X, y, gamma, pi_t, estimate_pi)
 
 
-def _em_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor,
-    sigma: torch.Tensor,
-    estimate_pi: bool,
+def _m_step(
+    X: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, pi: torch.Tensor, estimate_pi: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    gamma = torch.softmax(_log_joint(X, y, betas, pi, sigma), dim=-1)
+    """Weighted least squares for every component, and pi if estimated."""
     S, m = weighted_moments(X, y, gamma)
-    new_betas = _solve_spd(S, m)
     new_pi = gamma.mean(dim=1) if estimate_pi else pi
-    return new_betas, new_pi
+    return _solve_spd(S, m), new_pi
 
 
 def em(
@@ -271,10 +282,14 @@ def em(
     T = check_int(T, "T", minimum=0)
     sig, pi_t = _check_inputs(X, y, init, sigma, pi, betas_name="init")
     betas = init.to(X.dtype)
-    ll = [torch.logsumexp(_log_joint(X, y, betas, pi_t, sig), -1).sum(-1)]
+    # one log-joint per iteration gives both the likelihood of the current iterate and the
+    # responsibilities of the next E-step
+    gamma, ll0 = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    ll = [ll0]
     for _ in range(T):
-        betas, pi_t = _em_step(X, y, betas, pi_t, sig, estimate_pi)
-        ll.append(torch.logsumexp(_log_joint(X, y, betas, pi_t, sig), -1).sum(-1))
+        betas, pi_t = _m_step(X, y, gamma, pi_t, estimate_pi)
+        gamma, ll_t = _posterior(_log_joint(X, y, betas, pi_t, sig))
+        ll.append(ll_t)
     return EMResult(betas, pi_t, torch.stack(ll, dim=1), T)
 
 
@@ -304,20 +319,22 @@ def gradient_em_step(
     """
     T_inner, alpha = _check_step(T_inner, alpha)
     sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return _gradient_em_step(X, y, betas.to(X.dtype), pi_t, sig, T_inner, alpha, estimate_pi)
+    betas = betas.to(X.dtype)
+    gamma, _ = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
 
 
-def _gradient_em_step(
+def _gradient_m_step(
     X: torch.Tensor,
     y: torch.Tensor,
+    gamma: torch.Tensor,
     betas: torch.Tensor,
     pi: torch.Tensor,
-    sigma: torch.Tensor,
     T_inner: int,
     alpha: float,
     estimate_pi: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    gamma = torch.softmax(_log_joint(X, y, betas, pi, sigma), dim=-1)
+    """``T_inner`` gradient steps on the Q-function with the responsibilities ``gamma`` frozen."""
     S, m = weighted_moments(X, y, gamma)
     for _ in range(T_inner):
         betas = betas + alpha * (m - (S @ betas[..., None])[..., 0])
@@ -440,7 +457,7 @@ def gradient_em(
         half = torch.full((B, 2), 0.5, dtype=X.dtype)
 
         def ll_of(b: torch.Tensor) -> torch.Tensor:
-            return torch.logsumexp(_log_joint(X, y, torch.stack([b, -b], 1), half, sig), -1).sum(-1)
+            return _posterior(_log_joint(X, y, torch.stack([b, -b], 1), half, sig))[1]
 
         ll = [ll_of(beta)]
         S = X.transpose(1, 2) @ X / X.shape[1]
@@ -451,10 +468,12 @@ def gradient_em(
 
     sig, pi_t = _check_inputs(X, y, init, sigma, pi, betas_name="init")
     betas = init.to(X.dtype)
-    ll = [torch.logsumexp(_log_joint(X, y, betas, pi_t, sig), -1).sum(-1)]
+    gamma, ll0 = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    ll = [ll0]
     for _ in range(T_outer):
-        betas, pi_t = _gradient_em_step(X, y, betas, pi_t, sig, T_inner, alpha, estimate_pi)
-        ll.append(torch.logsumexp(_log_joint(X, y, betas, pi_t, sig), -1).sum(-1))
+        betas, pi_t = _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
+        gamma, ll_t = _posterior(_log_joint(X, y, betas, pi_t, sig))
+        ll.append(ll_t)
     return EMResult(betas, pi_t, torch.stack(ll, 1), T_outer)
 
 
