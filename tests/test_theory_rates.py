@@ -38,7 +38,10 @@ def test_exact_power_law_is_exact(slope: float, c: float) -> None:
     # noiseless data: slope and intercept to float64 round-off (1e-9 absolute is generous)
     assert fit.slope == pytest.approx(slope, abs=1e-9)
     assert np.exp(fit.intercept) == pytest.approx(c, rel=1e-9)
-    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+    # r^2 = 1 - SS_res / SS_tot is ill-conditioned for a (nearly) flat line, where SS_tot is
+    # itself of the order of round-off; only assert it where the line has a visible slope.
+    if abs(slope) > 1e-4:
+        assert fit.r2 == pytest.approx(1.0, abs=1e-12)
     assert fit.method == "t-interval"
     np.testing.assert_allclose(fit.predict(xs), c * xs**slope, rtol=1e-9)
 
