@@ -277,3 +277,20 @@ def test_bad_hyperparameters() -> None:
         alg.ridge(X, y, -1.0)
     with pytest.raises(ParameterError, match="^estimate_pi"):
         alg.gradient_em(X, y, init, sigma, symmetric=True, estimate_pi=True)
+
+
+@pytest.mark.parametrize(("K", "n"), [(3, 1), (3, 2), (20, 2), (20, 10)])
+def test_em_on_fewer_examples_than_unknowns_stays_finite(K: int, n: int) -> None:
+    """n < d or n < K makes every weighted Gram matrix singular; the M-step must fall back to
+    the minimum-norm solution instead of raising (eigh used to fail to converge on weights
+    ~1e-300) or returning NaN. The sweep of MoR Figure 1 evaluates EM at such prefixes."""
+    batch = sample_mor(MoRConfig(d=4, K=K, n=n, snr=10.0), 64, seed=0)
+    init = torch.randn(64, K, 4, generator=make_generator(3), dtype=torch.float64)
+    res = alg.em(batch.X_train, batch.y_train, init, batch.sigma, T=10)
+    assert torch.isfinite(res.betas).all() and torch.isfinite(res.pi).all()
+    # the fallback solves the weighted least squares: the residual of S beta = m is ~0
+    gamma = alg.responsibilities(batch.X_train, batch.y_train, init, None, batch.sigma)
+    S, m = alg.weighted_moments(batch.X_train, batch.y_train, gamma)
+    one, _ = alg.em_step(batch.X_train, batch.y_train, init, None, batch.sigma)
+    resid = (S @ one[..., None])[..., 0] - m
+    assert float(resid.abs().max()) < 1e-8 * max(1.0, float(m.abs().max()))

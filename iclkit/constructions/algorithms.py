@@ -222,13 +222,22 @@ def weighted_moments(
 
 
 def _solve_spd(S: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Solve ``S beta = m`` for a batch of symmetric PSD S (..., d, d); falls back to the
-    minimum-norm least-squares solution where S is singular (e.g. a component with no mass)."""
+    """Solve ``S beta = m`` for a batch of symmetric PSD S (..., d, d).
+
+    Where S is singular (a component with too little mass, or fewer examples than d) the
+    Cholesky factorisation fails and the minimum-norm least-squares solution is used instead
+    (SVD-based ``gelsd`` on S scaled to unit max-norm, so that weights as small as 1e-300 do
+    not break the SVD's convergence).
+    """
     L, info = torch.linalg.cholesky_ex(S)
     sol = torch.cholesky_solve(m[..., None], L)[..., 0]
     bad = info != 0
     if bool(bad.any()):
-        sol[bad] = (torch.linalg.pinv(S[bad], hermitian=True) @ m[bad][..., None])[..., 0]
+        Sb, mb = S[bad], m[bad]
+        scale = Sb.abs().amax((-2, -1), keepdim=True)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        fallback = torch.linalg.lstsq(Sb / scale, mb[..., None] / scale, driver="gelsd").solution
+        sol[bad] = fallback[..., 0]
     return sol
 
 
