@@ -7,7 +7,10 @@ Select with ``HYPOTHESIS_PROFILE=dev pytest``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -24,3 +27,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a test module single-threaded (``pytestmark = pytest.mark.usefixtures(...)``).
+
+    The tensors of these tests are small: on a 2-core machine two OpenMP threads spin against
+    each other (measured 6-20x slower when other processes load the machine). The thread count
+    is restored afterwards.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from iclkit.checks.registry import run_check
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The checks' tensors are small: one thread avoids oversubscription on the shared 2 cores
-    # (what `iclkit check --threads 1`, the default, does).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gradient_em_to_em_passes_and_fails_with_wrong_step() -> None:

@@ -3,20 +3,11 @@ so the check FAILs (the passing run is the full `iclkit check --quick`, ~25 s, n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from iclkit.checks.registry import run_check
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gap_vs_B_fails_for_an_untrained_model() -> None:

@@ -14,14 +14,7 @@ from iclkit.theory.validation import ParameterError
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Run single-threaded: the shared 2-core CI box thrashes with OpenMP spin-waits
-    otherwise (measured 6x slower under load); the thread count is restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @given(

@@ -26,14 +26,7 @@ DATA = MoRConfig(d=2, K=2, n=8, snr=5.0)
 MODEL = ModelConfig(d=2, max_n=8, D=16, layers=2, heads=2, arch="relu_encoder")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Small models on a shared 2-core machine: 2 intra-op threads spin against each other
-    # (measured 40 ms/step with 1 thread vs 740 ms with 2 under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_run_learns_and_beats_zero_predictor() -> None:
