@@ -462,37 +462,83 @@ def _add_dynamics_softmax(dyn: _SubParsers) -> None:
     p.add_argument("--N", type=int, required=True, help="prompt length (tokens before the query)")
     p.add_argument("--d", type=int, default=None, help="token dimension (>= K; default K)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--balanced", action="store_true",
-                      help="p_k = 1/K for every feature (the default)")
-    mode.add_argument("--p-dominant", type=float, default=None, metavar="P1",
-                      help="imbalanced: feature 1 has probability P1 in (1/K, 1), the others "
-                           "(1 - P1)/(K - 1)")
-    mode.add_argument("--p", type=_float_list, default=None, metavar="P1,..,PK",
-                      help="any probability vector (K positive entries summing to 1)")
+    mode.add_argument(
+        "--balanced", action="store_true", help="p_k = 1/K for every feature (the default)"
+    )
+    mode.add_argument(
+        "--p-dominant",
+        type=float,
+        default=None,
+        metavar="P1",
+        help="imbalanced: feature 1 has probability P1 in (1/K, 1), the others (1 - P1)/(K - 1)",
+    )
+    mode.add_argument(
+        "--p",
+        type=_float_list,
+        default=None,
+        metavar="P1,..,PK",
+        help="any probability vector (K positive entries summing to 1)",
+    )
     p.add_argument("--eta", type=float, default=1.0, help="GD step size (default 1.0)")
-    p.add_argument("--method", choices=("exact", "mean-field", "monte-carlo"), default="exact",
-                   help="exact population GD with exact count sums (default), the N -> infinity "
-                        "mean field, or the full d x d model on Monte Carlo prompts (autograd)")
-    p.add_argument("--eps", type=float, default=1e-3,
-                   help="loss level for time_to_loss_eps; the run stops once every query type "
-                        "is below it (default 1e-3)")
-    p.add_argument("--max-time", type=float, default=None,
-                   help="horizon in eta * t (default 4/p_min^2 + 2/(p_min eps))")
-    p.add_argument("--include-query-in-softmax", action="store_true",
-                   help="normalise the attention over the query token too (the literal column "
-                        "softmax; raises the finite-N error floor)")
-    p.add_argument("--init", choices=("zero", "random"), default="zero",
-                   help="Q(0) = 0 (default) or small Gaussian entries (scale --init-scale)")
-    p.add_argument("--init-scale", type=float, default=0.01,
-                   help="scale of the random initialisation (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=1024,
-                   help="prompts per step for --method monte-carlo (default 1024)")
+    p.add_argument(
+        "--method",
+        choices=("exact", "mean-field", "monte-carlo"),
+        default="exact",
+        help="exact population GD with exact count sums (default), the N -> infinity "
+        "mean field, or the full d x d model on Monte Carlo prompts (autograd)",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=1e-3,
+        help="loss level for time_to_loss_eps; the run stops once every query type "
+        "is below it (default 1e-3)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="horizon in eta * t (default 4/p_min^2 + 2/(p_min eps))",
+    )
+    p.add_argument(
+        "--include-query-in-softmax",
+        action="store_true",
+        help="normalise the attention over the query token too (the literal column "
+        "softmax; raises the finite-N error floor)",
+    )
+    p.add_argument(
+        "--init",
+        choices=("zero", "random"),
+        default="zero",
+        help="Q(0) = 0 (default) or small Gaussian entries (scale --init-scale)",
+    )
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=0.01,
+        help="scale of the random initialisation (default 0.01)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1024,
+        help="prompts per step for --method monte-carlo (default 1024)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of basis, init and prompts")
-    p.add_argument("--plot", default=None, metavar="DIR",
-                   help="write softmax_loss.{pdf,png} and softmax_attention.{pdf,png} into DIR")
-    p.add_argument("--scaling-K", type=_float_list, default=None, metavar="K1,K2,..",
-                   help="with --plot: also sweep these K (mean field) and write "
-                        "softmax_phase_scaling.{pdf,png} with fitted log-log slopes")
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="DIR",
+        help="write softmax_loss.{pdf,png} and softmax_attention.{pdf,png} into DIR",
+    )
+    p.add_argument(
+        "--scaling-K",
+        type=_float_list,
+        default=None,
+        metavar="K1,K2,..",
+        help="with --plot: also sweep these K (mean field) and write "
+        "softmax_phase_scaling.{pdf,png} with fitted log-log slopes",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object (else a summary)")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_dynamics_softmax)
@@ -507,32 +553,47 @@ def _cmd_dynamics_softmax(args: argparse.Namespace) -> int:
     if args.p is not None:
         fc = FeatureConfig(K=args.K, N=args.N, d=args.d, p_mode="custom", p=tuple(args.p))
     elif args.p_dominant is not None:
-        fc = FeatureConfig(K=args.K, N=args.N, d=args.d, p_mode="imbalanced",
-                           p_dominant=args.p_dominant)
+        fc = FeatureConfig(
+            K=args.K, N=args.N, d=args.d, p_mode="imbalanced", p_dominant=args.p_dominant
+        )
     else:
         fc = FeatureConfig(K=args.K, N=args.N, d=args.d)
     eps = check_positive(args.eps, "eps")
     eta = check_positive(args.eta, "eta")
     p_min = float(fc.probabilities.min())
-    max_time = args.max_time if args.max_time is not None else (
-        4.0 / p_min**2 + 2.0 / (p_min * eps))
+    max_time = (
+        args.max_time if args.max_time is not None else (4.0 / p_min**2 + 2.0 / (p_min * eps))
+    )
     config = SoftmaxDynamicsConfig(
-        features=fc, eta=eta, method=args.method, max_time=max_time, stop_loss=eps,
-        include_query_in_softmax=args.include_query_in_softmax, init=args.init,
-        init_scale=args.init_scale, batch_size=args.batch_size, seed=args.seed)
+        features=fc,
+        eta=eta,
+        method=args.method,
+        max_time=max_time,
+        stop_loss=eps,
+        include_query_in_softmax=args.include_query_in_softmax,
+        init=args.init,
+        init_scale=args.init_scale,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     traj = simulate_softmax(config, progress=args.progress)
     report = detect_phases(traj, eps=eps)
     out: dict[str, object] = {
-        "K": fc.K, "N": fc.N, "p": list(fc.p or ()), "eta": eta, "method": args.method,
+        "K": fc.K,
+        "N": fc.N,
+        "p": list(fc.p or ()),
+        "eta": eta,
+        "method": args.method,
         "include_query_in_softmax": bool(args.include_query_in_softmax),
         "phases": report.phases,
         "n_phases": report.summary["n_phases"],
         "time_to_half_attention": report.summary["time_to_half_attention"],
         "time_to_loss_eps": report.summary["time_to_loss_eps"],
         "events": {q.query: q.events for q in report.queries},
-        "final_loss": {"all": float(traj.loss[-1]),
-                       **{n: float(traj.loss_per_type[-1, j])
-                          for j, n in enumerate(traj.query_types)}},
+        "final_loss": {
+            "all": float(traj.loss[-1]),
+            **{n: float(traj.loss_per_type[-1, j]) for j, n in enumerate(traj.query_types)},
+        },
         "final_time": float(traj.time[-1]),
         "status": traj.status,
         "message": traj.message,
@@ -547,11 +608,16 @@ def _cmd_dynamics_softmax(args: argparse.Namespace) -> int:
             from iclkit.dynamics.softmax_scaling import phase_time_scaling
 
             scaling = phase_time_scaling(
-                [check_int(k, "scaling_K", minimum=2) for k in args.scaling_K], N=fc.N, p_mode=fc.p_mode,
-                p_dominant=fc.p_dominant, eta=eta, eps=eps, method="mean-field")
+                [check_int(k, "scaling_K", minimum=2) for k in args.scaling_K],
+                N=fc.N,
+                p_mode=fc.p_mode,
+                p_dominant=fc.p_dominant,
+                eta=eta,
+                eps=eps,
+                method="mean-field",
+            )
             out["scaling_slopes"] = scaling.slopes
-        out["plots"] = [str(pth) for pth in plot_softmax_dynamics(traj, report, args.plot,
-                                                                  scaling)]
+        out["plots"] = [str(pth) for pth in plot_softmax_dynamics(traj, report, args.plot, scaling)]
     if args.json:
         _print_json(out)
     else:
@@ -848,49 +914,109 @@ def _add_dynamics_lsa(dyn: _SubParsers) -> None:
             "print one JSON object comparing the two (docs/lsa_dynamics.md)."
         ),
     )
-    p.add_argument("--data", choices=("linear", "mor"), default="linear",
-                   help="linear: w ~ N(0, I_d) (ZFB); mor: K components beta_k from the prior")
+    p.add_argument(
+        "--data",
+        choices=("linear", "mor"),
+        default="linear",
+        help="linear: w ~ N(0, I_d) (ZFB); mor: K components beta_k from the prior",
+    )
     p.add_argument("--d", type=int, required=True, help="dimension of x (>= 1)")
     p.add_argument("--N", type=int, required=True, help="in-context examples per prompt (>= 1)")
     p.add_argument("--K", type=int, default=2, help="MoR: number of components (default 2)")
-    p.add_argument("--pi", type=_float_list, default=None, metavar="P1,..,PK",
-                   help="MoR: mixing weights summing to 1 (default uniform)")
-    p.add_argument("--symmetric", action="store_true",
-                   help="MoR: symmetric two components beta_2 = -beta_1, pi = (1/2, 1/2) (G* = 0)")
-    p.add_argument("--prior", choices=("gaussian", "sphere"), default="gaussian",
-                   help="MoR component prior: N(0, tau^2 I) or uniform on the sphere of radius tau")
+    p.add_argument(
+        "--pi",
+        type=_float_list,
+        default=None,
+        metavar="P1,..,PK",
+        help="MoR: mixing weights summing to 1 (default uniform)",
+    )
+    p.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="MoR: symmetric two components beta_2 = -beta_1, pi = (1/2, 1/2) (G* = 0)",
+    )
+    p.add_argument(
+        "--prior",
+        choices=("gaussian", "sphere"),
+        default="gaussian",
+        help="MoR component prior: N(0, tau^2 I) or uniform on the sphere of radius tau",
+    )
     p.add_argument("--prior-scale", type=float, default=1.0, help="MoR: tau (default 1)")
     noise = p.add_mutually_exclusive_group()
-    noise.add_argument("--sigma", type=float, default=None,
-                       help="label noise sd (linear: >= 0, default 0; mor: > 0, default 0.5)")
-    noise.add_argument("--snr", type=float, default=None,
-                       help="alternative to --sigma: sigma = tau sqrt(d) / snr (snr > 0; a fixed "
-                            "sigma, as the closed-form loss needs)")
-    p.add_argument("--lambda-spectrum", type=_float_list, default=None, metavar="L1,..,Ld",
-                   help="eigenvalues of Lambda = Cov(x) (d positive numbers; default all 1)")
-    p.add_argument("--lambda-rotation-seed", type=int, default=None,
-                   help="rotate diag(spectrum) by a random orthogonal matrix from this seed")
-    p.add_argument("--init", choices=("structured", "random"), default="structured",
-                   help="structured: ZFB Assumption 3.3 (MoR analogue); random: Gaussian live blocks")
-    p.add_argument("--init-scale", type=float, default=None,
-                   help="s > 0 (default: s^2 ||Gamma||_op sqrt(d) = 1, inside the theorem's "
-                        "condition < 2; 0.5 for the symmetric model)")
+    noise.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="label noise sd (linear: >= 0, default 0; mor: > 0, default 0.5)",
+    )
+    noise.add_argument(
+        "--snr",
+        type=float,
+        default=None,
+        help="alternative to --sigma: sigma = tau sqrt(d) / snr (snr > 0; a fixed "
+        "sigma, as the closed-form loss needs)",
+    )
+    p.add_argument(
+        "--lambda-spectrum",
+        type=_float_list,
+        default=None,
+        metavar="L1,..,Ld",
+        help="eigenvalues of Lambda = Cov(x) (d positive numbers; default all 1)",
+    )
+    p.add_argument(
+        "--lambda-rotation-seed",
+        type=int,
+        default=None,
+        help="rotate diag(spectrum) by a random orthogonal matrix from this seed",
+    )
+    p.add_argument(
+        "--init",
+        choices=("structured", "random"),
+        default="structured",
+        help="structured: ZFB Assumption 3.3 (MoR analogue); random: Gaussian live blocks",
+    )
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=None,
+        help="s > 0 (default: s^2 ||Gamma||_op sqrt(d) = 1, inside the theorem's "
+        "condition < 2; 0.5 for the symmetric model)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of Theta / the random init")
-    p.add_argument("--flow", choices=("eigen", "reduced", "full"), default=None,
-                   help="state space: eigen (fast reduced ODE in Lambda's eigenbasis, default for "
-                        "structured), reduced (U, u), full (all weights; default for random)")
-    p.add_argument("--method", default="LSODA",
-                   choices=("LSODA", "Radau", "BDF", "RK45", "DOP853"), help="scipy solver")
+    p.add_argument(
+        "--flow",
+        choices=("eigen", "reduced", "full"),
+        default=None,
+        help="state space: eigen (fast reduced ODE in Lambda's eigenbasis, default for "
+        "structured), reduced (U, u), full (all weights; default for random)",
+    )
+    p.add_argument(
+        "--method",
+        default="LSODA",
+        choices=("LSODA", "Radau", "BDF", "RK45", "DOP853"),
+        help="scipy solver",
+    )
     p.add_argument("--t-max", type=float, default=1e4, help="final time (default 1e4)")
     p.add_argument("--rtol", type=float, default=1e-11, help="solver rtol (default 1e-11)")
     p.add_argument("--atol", type=float, default=1e-13, help="solver atol (default 1e-13)")
-    p.add_argument("--gradient-tol", type=float, default=1e-13,
-                   help="stop when ||grad L|| falls below this (default 1e-13)")
-    p.add_argument("--plot", default=None, metavar="DIR",
-                   help="write lsa_flow.pdf/.png (loss gap, ||G - G*||, conserved quantity, "
-                        "eigenvalues) to DIR")
-    p.add_argument("--json", action="store_true",
-                   help="print the full JSON object (default: also JSON, without the matrices)")
+    p.add_argument(
+        "--gradient-tol",
+        type=float,
+        default=1e-13,
+        help="stop when ||grad L|| falls below this (default 1e-13)",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="DIR",
+        help="write lsa_flow.pdf/.png (loss gap, ||G - G*||, conserved quantity, "
+        "eigenvalues) to DIR",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the full JSON object (default: also JSON, without the matrices)",
+    )
     p.set_defaults(func=_cmd_dynamics_lsa)
 
 
@@ -934,9 +1060,14 @@ def _cmd_dynamics_lsa(args: argparse.Namespace) -> int:
         moments = LSAMoments.linear(d, N, Lambda=Lambda, sigma=0.0 if sigma is None else sigma)
     else:
         cfg = MoRConfig(
-            d=d, K=args.K, n=N, sigma=0.5 if sigma is None else sigma,
-            pi=None if args.pi is None else tuple(args.pi), symmetric=args.symmetric,
-            prior=args.prior, prior_scale=args.prior_scale,
+            d=d,
+            K=args.K,
+            n=N,
+            sigma=0.5 if sigma is None else sigma,
+            pi=None if args.pi is None else tuple(args.pi),
+            symmetric=args.symmetric,
+            prior=args.prior,
+            prior_scale=args.prior_scale,
             Lambda=None if Lambda is None else tuple(map(tuple, Lambda)),
         )
         moments = LSAMoments.mor(cfg)
@@ -953,14 +1084,26 @@ def _cmd_dynamics_lsa(args: argparse.Namespace) -> int:
     else:
         init = random_init(moments, scale, seed=args.seed, blocks="live")
     flow = args.flow or ("eigen" if args.init == "structured" else "full")
-    res = lsa_convergence(moments, init, flow=flow, t_max=args.t_max, method=args.method,
-                          rtol=args.rtol, atol=args.atol, gradient_tol=args.gradient_tol)
+    res = lsa_convergence(
+        moments,
+        init,
+        flow=flow,
+        t_max=args.t_max,
+        method=args.method,
+        rtol=args.rtol,
+        atol=args.atol,
+        gradient_tol=args.gradient_tol,
+    )
     out = res.to_json()
     out["data"] = moments.describe()
     if args.plot is not None:
-        paths = plot_lsa_flow(res.simulation, res.fixed_points.G_star, args.plot,
-                              title=f"LSA gradient flow, {args.data} data, d={d}, N={N}",
-                              predicted_rate=res.fixed_points.tail_rate)
+        paths = plot_lsa_flow(
+            res.simulation,
+            res.fixed_points.G_star,
+            args.plot,
+            title=f"LSA gradient flow, {args.data} data, d={d}, N={N}",
+            predicted_rate=res.fixed_points.tail_rate,
+        )
         out["plots"] = [str(p) for p in paths]
     if not args.json:
         out = {k: v for k, v in out.items() if k not in ("G_final", "G_star_symbolic")}

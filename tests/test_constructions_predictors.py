@@ -106,12 +106,24 @@ def test_spectral_init_recovers_the_symmetric_component() -> None:
     errs = []
     for n in (1000, 20000):
         b = sample_mor(MoRConfig(d=5, K=2, n=n, snr=10.0, symmetric=True), 8, seed=0)
-        init = P.initial_estimate(b.betas, method="spectral", generator=torch.Generator(),
-                                  X=b.X_train, y=b.y_train, symmetric=True)
+        init = P.initial_estimate(
+            b.betas,
+            method="spectral",
+            generator=torch.Generator(),
+            X=b.X_train,
+            y=b.y_train,
+            symmetric=True,
+        )
         assert torch.equal(init[:, 1], -init[:, 0])
         from iclkit.theory.metrics import sign_invariant_error
 
-        errs.append(float((sign_invariant_error(init[:, 0], b.betas[:, 0]) / b.betas[:, 0].norm(dim=-1)).mean()))
+        errs.append(
+            float(
+                (
+                    sign_invariant_error(init[:, 0], b.betas[:, 0]) / b.betas[:, 0].norm(dim=-1)
+                ).mean()
+            )
+        )
     assert errs[1] < errs[0] and errs[1] < 0.08, errs
     with pytest.raises(ParameterError, match="^X and y"):
         P.initial_estimate(b.betas, method="spectral", generator=torch.Generator())
