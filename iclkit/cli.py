@@ -85,23 +85,12 @@ def _load_npz(path: str, required: Sequence[str], optional: Sequence[str] = ()) 
 
 def _save_npz(path: str, arrays: dict[str, Any]) -> None:
     """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    import os
-    import tempfile
-
     import numpy as np
 
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
-            np.savez(fh, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from iclkit.atomic import write_atomically
+
+    payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+    write_atomically(path, lambda fh: np.savez(fh, **payload))
 
 
 def _add_mor_options(

@@ -6,14 +6,13 @@ saved as PDF and PNG, atomically (temporary file in the same folder, then ``os.r
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from iclkit.atomic import save_figure_atomically
 from iclkit.theory.rates import RateFit
 
 __all__ = ["rate_plot", "save_figure"]
@@ -32,18 +31,10 @@ def _pyplot() -> Any:
 
 def save_figure(fig: Any, out_dir: Path, stem: str) -> tuple[str, ...]:
     """Save ``fig`` as ``out_dir/stem.png`` and ``.pdf`` atomically; returns the file names."""
-    names = []
-    for ext in ("png", "pdf"):
-        target = out_dir / f"{stem}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=f".{ext}")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        names.append(target.name)
+    paths = save_figure_atomically(
+        fig, out_dir / stem, formats=("png", "pdf"), dpi=120, bbox_inches="tight"
+    )
+    names = [Path(p).name for p in paths]
     _pyplot().close(fig)
     return tuple(names)
 

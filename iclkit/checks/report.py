@@ -11,12 +11,12 @@ Both files are written atomically (temporary file in the same folder, then ``os.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from iclkit.atomic import write_text_atomically
 
 from .registry import CheckResult
 
@@ -25,18 +25,7 @@ __all__ = ["format_table", "summary", "write_report", "write_text_atomic"]
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    return Path(write_text_atomically(path, text))
 
 
 def _fmt(value: object) -> str:

@@ -9,7 +9,6 @@ at t = 0)``, and the eigenvalues of the symmetric part of G(t) against those of 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from iclkit.atomic import save_figure_atomically
 
 from .integrate import Simulation
 
@@ -39,14 +40,7 @@ def fit_tail_rate(
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=path.suffix[1:], dpi=150)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure_atomically(fig, path.with_suffix(""), formats=(path.suffix[1:],), dpi=150)
 
 
 def plot_lsa_flow(

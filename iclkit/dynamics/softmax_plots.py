@@ -11,8 +11,6 @@ Each writes ``<stem>.pdf`` (TrueType fonts) and ``<stem>.png`` atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from iclkit.atomic import save_figure_atomically
 
 from .phases import PhaseReport
 from .softmax_scaling import ScalingResult
@@ -38,19 +38,8 @@ def save_figure(fig: Any, stem: str | Path) -> list[Path]:
     directory, then renamed), close it, and return the two paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
     with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-        for ext in ("pdf", "png"):
-            final = stem.with_suffix(f".{ext}")
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=f".{ext}")
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-                os.replace(tmp, final)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-            out.append(final)
+        out = [Path(p) for p in save_figure_atomically(fig, stem, dpi=150, bbox_inches="tight")]
     plt.close(fig)
     return out
 

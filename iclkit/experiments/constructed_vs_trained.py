@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from iclkit.atomic import save_figure_atomically
 from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
 from iclkit.constructions.predictors import initial_estimate
 from iclkit.theory.metrics import RiskEstimate, excess_risk_vs_oracle
@@ -34,7 +35,6 @@ from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
 from .models import ModelConfig
-from .storage import write_atomically
 from .training import TrainConfig, train
 
 __all__ = [
@@ -245,12 +245,6 @@ def draw_comparison(result: ComparisonResult, out_stem: str) -> tuple[str, str]:
             fontsize=8,
         )
         fig.tight_layout()
-        pdf = write_atomically(
-            f"{out_stem}.pdf", lambda fh: fig.savefig(fh, format="pdf", bbox_inches="tight")
-        )
-        png = write_atomically(
-            f"{out_stem}.png",
-            lambda fh: fig.savefig(fh, format="png", dpi=150, bbox_inches="tight"),
-        )
+        pdf, png = save_figure_atomically(fig, out_stem, bbox_inches="tight", dpi=150)
         plt.close(fig)
     return pdf, png

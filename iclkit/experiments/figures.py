@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iclkit.atomic import save_figure_atomically
 from iclkit.theory.validation import ParameterError
 
-from .storage import write_atomically
 from .sweep import FIGURES, read_results
 
 __all__ = ["FigureResult", "draw_figure"]
@@ -58,12 +58,7 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _save(fig: Any, path_stem: str) -> tuple[str, str]:
-    pdf = write_atomically(
-        f"{path_stem}.pdf", lambda fh: fig.savefig(fh, format="pdf", bbox_inches="tight")
-    )
-    png = write_atomically(
-        f"{path_stem}.png", lambda fh: fig.savefig(fh, format="png", dpi=150, bbox_inches="tight")
-    )
+    pdf, png = save_figure_atomically(fig, path_stem, bbox_inches="tight", dpi=150)
     return pdf, png
 
 

@@ -44,10 +44,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iclkit.atomic import write_atomically
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError, check_int
-
-from .storage import write_atomically
 
 __all__ = [
     "FIGURES",
