@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from iclkit.dynamics.integrate import simulate
-from iclkit.dynamics.lsa_flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
-from iclkit.dynamics.lsa_init import structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.integrate import simulate
+from iclkit.dynamics.lsa.flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
+from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
 
 TARGET = 1e-10
 RTOL, ATOL = 1e-11, 1e-13

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from iclkit.dynamics.phases import detect_phases
-from iclkit.dynamics.softmax_simulate import SoftmaxDynamicsConfig, simulate_softmax
+from iclkit.dynamics.softmax.phases import detect_phases
+from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 
 

@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.fixed_points (sympy fixed points and their classification)."""
+"""Tests of iclkit.dynamics.lsa.fixed_points (sympy fixed points and their classification)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from iclkit.dynamics.fixed_points import (
+from iclkit.dynamics.lsa.fixed_points import (
     find_fixed_points,
     gradient_in_G,
     isotropic_optimum,
     zfb_pl_constant,
 )
-from iclkit.dynamics.lsa_init import structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

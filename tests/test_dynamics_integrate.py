@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.integrate.simulate: convergence to the symbolic optimum (ZFB Thm 4.1
+"""Tests of iclkit.dynamics.lsa.integrate.simulate: convergence to the symbolic optimum (ZFB Thm 4.1
 and the MoR analogue), conservation, statuses and bad input."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclkit.dynamics.integrate import Status, simulate
-from iclkit.dynamics.lsa_flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
-from iclkit.dynamics.lsa_init import LSAInit, random_init, structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.integrate import Status, simulate
+from iclkit.dynamics.lsa.flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
+from iclkit.dynamics.lsa.init import LSAInit, random_init, structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.lsa_convergence (flow vs symbolic optimum, tail rate)."""
+"""Tests of iclkit.dynamics.lsa.convergence (flow vs symbolic optimum, tail rate)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa_convergence import lsa_convergence
-from iclkit.dynamics.lsa_init import random_init, structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.convergence import lsa_convergence
+from iclkit.dynamics.lsa.init import random_init, structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

@@ -1,14 +1,14 @@
-"""Tests of iclkit.dynamics.lsa_flow (full, reduced and eigenbasis gradient-flow fields)."""
+"""Tests of iclkit.dynamics.lsa.flow (full, reduced and eigenbasis gradient-flow fields)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa_flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
-from iclkit.dynamics.lsa_init import LSAInit, random_init, structured_init
-from iclkit.dynamics.lsa_loss import population_loss
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
+from iclkit.dynamics.lsa.init import LSAInit, random_init, structured_init
+from iclkit.dynamics.lsa.loss import population_loss
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

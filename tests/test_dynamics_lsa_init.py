@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.lsa_init (ZFB Assumption 3.3, MoR analogue, random inits)."""
+"""Tests of iclkit.dynamics.lsa.init (ZFB Assumption 3.3, MoR analogue, random inits)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa_init import (
+from iclkit.dynamics.lsa.init import (
     InitConditionWarning,
     LSAInit,
     random_init,
     scale_condition,
     structured_init,
 )
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.lsa_loss (closed-form population loss)."""
+"""Tests of iclkit.dynamics.lsa.loss (closed-form population loss)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from iclkit.dynamics.lsa_loss import live_blocks, loss_gap, population_loss, reduced_loss
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.loss import live_blocks, loss_gap, population_loss, reduced_loss
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

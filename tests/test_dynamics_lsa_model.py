@@ -1,11 +1,11 @@
-"""Tests of iclkit.dynamics.lsa_model (literal ZFB LSA forward pass)."""
+"""Tests of iclkit.dynamics.lsa.model (literal ZFB LSA forward pass)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from iclkit.dynamics.lsa_model import LSALayer, embed, lsa_prediction
+from iclkit.dynamics.lsa.model import LSALayer, embed, lsa_prediction
 from iclkit.theory.linear import LinearConfig, sample_linear
 from iclkit.theory.validation import ParameterError
 

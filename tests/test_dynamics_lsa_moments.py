@@ -1,11 +1,11 @@
-"""Tests of iclkit.dynamics.lsa_moments (data moments of the LSA loss)."""
+"""Tests of iclkit.dynamics.lsa.moments (data moments of the LSA loss)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa_moments import LSAMoments
+from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

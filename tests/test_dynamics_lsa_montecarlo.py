@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iclkit.dynamics.lsa_loss import population_loss
-from iclkit.dynamics.lsa_moments import LSAMoments
-from iclkit.dynamics.lsa_montecarlo import monte_carlo_loss
+from iclkit.dynamics.lsa.loss import population_loss
+from iclkit.dynamics.lsa.moments import LSAMoments
+from iclkit.dynamics.lsa.montecarlo import monte_carlo_loss
 from iclkit.theory.linear import LinearConfig
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError

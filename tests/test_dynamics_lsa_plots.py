@@ -1,4 +1,4 @@
-"""Tests of iclkit.dynamics.lsa_plots."""
+"""Tests of iclkit.dynamics.lsa.plots."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iclkit.dynamics.integrate import simulate
-from iclkit.dynamics.lsa_flow import EigenLSAFlow
-from iclkit.dynamics.lsa_init import structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
-from iclkit.dynamics.lsa_plots import fit_tail_rate, plot_lsa_flow
+from iclkit.dynamics.lsa.integrate import simulate
+from iclkit.dynamics.lsa.flow import EigenLSAFlow
+from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
+from iclkit.dynamics.lsa.plots import fit_tail_rate, plot_lsa_flow
 
 
 def test_fit_tail_rate_exact_on_exponential() -> None:

@@ -1,4 +1,4 @@
-"""Closed-form loss (iclkit.dynamics.lsa_loss) == sympy-derived loss (iclkit.dynamics.lsa_symbolic)."""
+"""Closed-form loss (iclkit.dynamics.lsa.loss) == sympy-derived loss (iclkit.dynamics.lsa.symbolic)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iclkit.dynamics.lsa_loss import population_loss
-from iclkit.dynamics.lsa_moments import LSAMoments
-from iclkit.dynamics.lsa_symbolic import derive_population_loss
+from iclkit.dynamics.lsa.loss import population_loss
+from iclkit.dynamics.lsa.moments import LSAMoments
+from iclkit.dynamics.lsa.symbolic import derive_population_loss
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError
 

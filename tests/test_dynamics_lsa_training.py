@@ -1,15 +1,15 @@
-"""Tests of iclkit.dynamics.lsa_training (finite-sample GD approaches the population flow)."""
+"""Tests of iclkit.dynamics.lsa.training (finite-sample GD approaches the population flow)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from iclkit.dynamics.integrate import simulate
-from iclkit.dynamics.lsa_flow import ReducedLSAFlow
-from iclkit.dynamics.lsa_init import structured_init
-from iclkit.dynamics.lsa_moments import LSAMoments
-from iclkit.dynamics.lsa_training import train_lsa
+from iclkit.dynamics.lsa.integrate import simulate
+from iclkit.dynamics.lsa.flow import ReducedLSAFlow
+from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.moments import LSAMoments
+from iclkit.dynamics.lsa.training import train_lsa
 from iclkit.theory.linear import LinearConfig
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError

@@ -1,4 +1,4 @@
-"""Tests of phase detection (iclkit.dynamics.phases) on exact GD trajectories: the paper's
+"""Tests of phase detection (iclkit.dynamics.softmax.phases) on exact GD trajectories: the paper's
 qualitative claims ([READ] abstract) under this project's operational phase definitions."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclkit.dynamics.phases import detect_phases, loglog_slope
-from iclkit.dynamics.softmax_simulate import SoftmaxDynamicsConfig, simulate_softmax
+from iclkit.dynamics.softmax.phases import detect_phases, loglog_slope
+from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import ParameterError
 

@@ -1,4 +1,4 @@
-"""Tests of the one-layer softmax attention model (iclkit.dynamics.softmax_model).
+"""Tests of the one-layer softmax attention model (iclkit.dynamics.softmax.model).
 
 The central check (dynamics.md §D Paper A item 1): the closed-form population gradient on
 Z = V^T Q V equals autograd of the full d x d model and finite differences. The full model's
@@ -17,13 +17,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iclkit.dynamics.softmax_model import (
+from iclkit.dynamics.softmax.model import (
     SoftmaxAttention,
     prompt_squared_errors,
     softmax_attention_prediction,
     softmax_attention_weights,
 )
-from iclkit.dynamics.softmax_population import population_moments
+from iclkit.dynamics.softmax.population import population_moments
 from iclkit.theory.features import FeatureConfig, feature_basis, sample_feature_prompts
 from iclkit.theory.validation import ParameterError
 

@@ -1,11 +1,11 @@
-"""Tests of the softmax-dynamics figures (iclkit.dynamics.softmax_plots)."""
+"""Tests of the softmax-dynamics figures (iclkit.dynamics.softmax.plots)."""
 
 from __future__ import annotations
 
-from iclkit.dynamics.phases import detect_phases
-from iclkit.dynamics.softmax_plots import plot_softmax_dynamics
-from iclkit.dynamics.softmax_scaling import phase_time_scaling
-from iclkit.dynamics.softmax_simulate import SoftmaxDynamicsConfig, simulate_softmax
+from iclkit.dynamics.softmax.phases import detect_phases
+from iclkit.dynamics.softmax.plots import plot_softmax_dynamics
+from iclkit.dynamics.softmax.scaling import phase_time_scaling
+from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 
 

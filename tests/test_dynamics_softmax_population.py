@@ -1,4 +1,4 @@
-"""Tests of the exact population loss/gradient on Z (iclkit.dynamics.softmax_population)."""
+"""Tests of the exact population loss/gradient on Z (iclkit.dynamics.softmax.population)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binom, multinomial
 
-from iclkit.dynamics.softmax_population import (
+from iclkit.dynamics.softmax.population import (
     count_table,
     exact_structure,
     mean_field_moments,

@@ -1,11 +1,11 @@
-"""Tests of the K-scaling sweep (iclkit.dynamics.softmax_scaling): phase I lasts ~K^2 / eta."""
+"""Tests of the K-scaling sweep (iclkit.dynamics.softmax.scaling): phase I lasts ~K^2 / eta."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from iclkit.dynamics.softmax_scaling import fit_loglog_slope, phase_time_scaling
+from iclkit.dynamics.softmax.scaling import fit_loglog_slope, phase_time_scaling
 from iclkit.theory.validation import ParameterError
 
 

@@ -1,4 +1,4 @@
-"""Tests of the three GD simulators (iclkit.dynamics.softmax_simulate)."""
+"""Tests of the three GD simulators (iclkit.dynamics.softmax.simulate)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from iclkit.dynamics.phases import detect_phases
-from iclkit.dynamics.softmax_population import population_moments
-from iclkit.dynamics.softmax_simulate import SoftmaxDynamicsConfig, simulate_softmax
+from iclkit.dynamics.softmax.phases import detect_phases
+from iclkit.dynamics.softmax.population import population_moments
+from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import ParameterError
 

@@ -21,10 +21,10 @@ from iclkit.theory.bounds import lsa_convergence_condition, lsa_fixed_point, lsa
 
 from .registry import CheckContext, Outcome, register, require
 
-_INTEGRATE = "iclkit.dynamics.integrate"
-_FLOW = "iclkit.dynamics.lsa_flow"
-_INIT = "iclkit.dynamics.lsa_init"
-_MOMENTS = "iclkit.dynamics.lsa_moments"
+_INTEGRATE = "iclkit.dynamics.lsa.integrate"
+_FLOW = "iclkit.dynamics.lsa.flow"
+_INIT = "iclkit.dynamics.lsa.init"
+_MOMENTS = "iclkit.dynamics.lsa.moments"
 _NEEDS = (_INTEGRATE, _FLOW, _INIT, _MOMENTS)
 
 
@@ -145,14 +145,14 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
     "lsa.loss_monte_carlo",
     theorem="ZFB Thm 4.1: minimum loss L* = 1/2 (tr Lambda - tr(Gamma^-1 Lambda^2))",
     mark="[READ-2nd; L* DERIVED in dynamics.md B.7]",
-    requires=("iclkit.dynamics.lsa_montecarlo",),
+    requires=("iclkit.dynamics.lsa.montecarlo",),
     description=(
         "The closed-form L* of theory.bounds vs the Monte Carlo loss of the limit weights "
         "(W^KQ, W^PV) = (c^-1 diag(Gamma^-1, 0), c diag(0, 1)) on sampled linear prompts."
     ),
 )
 def loss_monte_carlo(ctx: CheckContext) -> Outcome:
-    mc = require("iclkit.dynamics.lsa_montecarlo", "monte_carlo_loss")
+    mc = require("iclkit.dynamics.lsa.montecarlo", "monte_carlo_loss")
     from iclkit.theory.linear import LinearConfig
 
     d, N = 4, 10

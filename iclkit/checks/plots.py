@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from iclkit.atomic import save_figure_atomically
+from iclkit.io import save_figure as save_figure_atomically
 from iclkit.theory.rates import RateFit
 
 __all__ = ["rate_plot", "save_figure"]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from iclkit.atomic import write_text_atomically
+from iclkit.io import write_text_atomically
 
 from .registry import CheckResult
 

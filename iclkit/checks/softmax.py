@@ -24,9 +24,9 @@ from iclkit.theory.rates import fit_rate
 from .plots import rate_plot
 from .registry import CheckContext, Outcome, register, require
 
-_SIM = "iclkit.dynamics.softmax_simulate"
-_PHASES = "iclkit.dynamics.phases"
-_SCALING = "iclkit.dynamics.softmax_scaling"
+_SIM = "iclkit.dynamics.softmax.simulate"
+_PHASES = "iclkit.dynamics.softmax.phases"
+_SCALING = "iclkit.dynamics.softmax.scaling"
 _MARK = "[MEASURED: this project's derivation (dynamics.md A.4-A.5), not the paper's theorem]"
 
 #: dynamics.md A.4: mean-field ODE time (eta t) to Attn_k >= 1/2, balanced, computed by the notes'

@@ -1,23 +1,28 @@
-"""Gradient-flow ODEs and GD simulators for linear and softmax attention.
+"""Training dynamics of one-layer attention: two systems, one shape.
 
-Entry points:
+- :mod:`iclkit.dynamics.lsa`: gradient flow of a linear self-attention layer on the population
+  loss (linear regression and the MoR analogue) against its sympy fixed point.
+- :mod:`iclkit.dynamics.softmax`: GD of one-layer softmax attention on feature tokens, with
+  phase detection.
 
-- :func:`simulate` - integrate an LSA gradient flow (:class:`EigenLSAFlow`,
-  :class:`ReducedLSAFlow`, :class:`FullLSAFlow`) from an initialisation (docs/lsa_dynamics.md).
-- :func:`lsa_convergence` - flow vs the symbolic fixed point, in one call.
-- :func:`simulate_softmax` - GD of one-layer softmax attention on feature tokens (exact,
-  mean-field or Monte Carlo) and :func:`detect_phases` (docs/softmax_dynamics.md).
+Both return a result carrying the shared :class:`~iclkit.dynamics.status.Status`.
 """
 
 from __future__ import annotations
 
-from .integrate import Simulation, Status, simulate
-from .lsa_convergence import lsa_convergence
-from .lsa_flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
-from .lsa_init import random_init, structured_init
-from .lsa_moments import LSAMoments
-from .phases import detect_phases
-from .softmax_simulate import SoftmaxDynamicsConfig, SoftmaxTrajectory, simulate_softmax
+from .lsa import (
+    EigenLSAFlow,
+    FullLSAFlow,
+    LSAMoments,
+    ReducedLSAFlow,
+    Simulation,
+    lsa_convergence,
+    random_init,
+    simulate,
+    structured_init,
+)
+from .softmax import SoftmaxDynamicsConfig, SoftmaxTrajectory, detect_phases, simulate_softmax
+from .status import SolverStats, Status
 
 __all__ = [
     "EigenLSAFlow",
@@ -27,6 +32,7 @@ __all__ = [
     "Simulation",
     "SoftmaxDynamicsConfig",
     "SoftmaxTrajectory",
+    "SolverStats",
     "Status",
     "detect_phases",
     "lsa_convergence",

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from iclkit.atomic import save_figure_atomically
 from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
 from iclkit.constructions.predictors import initial_estimate
+from iclkit.io import save_figure as save_figure_atomically
 from iclkit.theory.metrics import RiskEstimate, excess_risk_vs_oracle
 from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator

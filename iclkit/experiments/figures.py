@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iclkit.atomic import save_figure_atomically
+from iclkit.io import save_figure as save_figure_atomically
 from iclkit.theory.validation import ParameterError
 
 from .sweep import FIGURES, read_results

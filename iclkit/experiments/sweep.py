@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iclkit.atomic import write_atomically
+from iclkit.io import write_atomically
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError, check_int
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from iclkit.atomic import write_atomically
+from iclkit.io import write_atomically
 from iclkit.theory.mor import MoRBatch, MoRConfig, PromptPool, fresh_batch
 from iclkit.theory.rng import derive_seed
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real

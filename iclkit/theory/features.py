@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .rng import make_generator
+from .rng import resolve_generator
 from .validation import (
     ParameterError,
     check_int,
@@ -167,7 +167,7 @@ def feature_basis(
     d, K = int(config.d or config.K), config.K
     if config.basis == "standard":
         return torch.eye(d, K, dtype=dtype)
-    gen = _generator(seed, generator)
+    gen = resolve_generator(seed, generator)
     G = torch.randn(d, K, generator=gen, dtype=torch.float64)
     Qm, R = torch.linalg.qr(G)
     signs = torch.sign(torch.diagonal(R))
@@ -246,7 +246,7 @@ def sample_feature_prompts(
         Exactly one source of randomness; the same seed gives identical output.
     """
     B = check_int(B, "B", minimum=1)
-    gen = _generator(seed, generator)
+    gen = resolve_generator(seed, generator)
     d, K, N = int(config.d or config.K), config.K, config.N
     if V is None:
         V = feature_basis(config, generator=gen, dtype=dtype)
@@ -262,14 +262,3 @@ def sample_feature_prompts(
     X = V.T[feats]  # (B, N+1, d)
     y = torch.einsum("bnd,bd->bn", X, w)
     return FeaturePromptBatch(X=X, y=y, features=feats, w=w, V=V)
-
-
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if (seed is None) == (generator is None):
-        raise ParameterError("seed and generator: give exactly one of them")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise ParameterError(f"generator must be a torch.Generator, got {generator!r}")
-        return generator
-    assert seed is not None
-    return make_generator(seed)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .mor import MoRBatch
-from .rng import make_generator
-from .validation import ParameterError, check_covariance, check_int, check_real
+from .rng import resolve_generator
+from .validation import check_covariance, check_int, check_real
 
 __all__ = ["LinearConfig", "sample_linear"]
 
@@ -72,10 +72,7 @@ def sample_linear(
     pi = 1 (B, 1), sigma (B,).
     """
     B = check_int(batch_size, "batch_size", minimum=1)
-    if (seed is None) == (generator is None):
-        raise ParameterError("seed and generator: give exactly one of them")
-    g = make_generator(seed) if seed is not None else generator
-    assert g is not None
+    g = resolve_generator(seed, generator)
     c = config
     f64 = torch.float64
     w = torch.randn(B, c.d, generator=g, dtype=f64)

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .rng import derive_seed, make_generator
+from .rng import derive_seed, make_generator, resolve_generator
 from .validation import (
     ParameterError,
     check_covariance,
@@ -328,7 +328,7 @@ def sample_mor(
     B = check_int(batch_size, "batch_size", minimum=1)
     if dtype not in (torch.float64, torch.float32):
         raise ParameterError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
-    g = _resolve_generator(seed, generator)
+    g = resolve_generator(seed, generator)
     c = config
     f64 = torch.float64
     N = c.n + 1
@@ -423,19 +423,6 @@ class PromptPool:
         g = make_generator(derive_seed(seed, "pool-index", check_int(step, "step", minimum=0)))
         idx = torch.randint(0, self.B, (size,), generator=g)
         return self.prompts.select(idx)
-
-
-def _resolve_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if (seed is None) == (generator is None):
-        raise ParameterError("seed and generator: give exactly one of them")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise ParameterError(
-                f"generator must be a torch.Generator, got {type(generator).__name__}"
-            )
-        return generator
-    assert seed is not None
-    return make_generator(seed)
 
 
 def validate_prompts(X: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int]:

@@ -8,6 +8,10 @@ With repeated runs (``errors`` of shape ``(n_points, n_seeds)``) the point estim
 log of the mean over seeds, and the confidence interval is a percentile bootstrap over seeds
 (columns resampled with replacement, seeded, so the CI is reproducible). With one run per point
 the interval is the classical t-interval of the least-squares slope.
+
+:func:`fit_line` is the one plain least-squares line of the package (no interval): log-log
+slopes of phase times and loss curves, and semi-log decay rates of a loss gap, with the
+windowing and resampling those callers need.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from scipy import stats
 
 from .validation import ParameterError, check_int, check_real
 
-__all__ = ["RateFit", "fit_rate"]
+__all__ = ["LineFit", "RateFit", "fit_line", "fit_rate"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,91 @@ class RateFit:
             "n_seeds": self.n_seeds,
             "method": self.method,
         }
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Result of :func:`fit_line`: ``v(y) ~ intercept + slope * u(x)``.
+
+    ``u`` is ``log`` when ``log_x`` (else the identity), ``v`` is ``log`` when ``log_y``.
+    """
+
+    slope: float
+    intercept: float
+    r2: float
+    n_points: int
+
+
+def fit_line(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    *,
+    log_x: bool = True,
+    log_y: bool = True,
+    x_window: tuple[float, float] | None = None,
+    y_window: tuple[float, float] | None = None,
+    resample: int | None = None,
+    min_points: int = 2,
+) -> LineFit | None:
+    """Least-squares line through ``(u(x), v(y))``, on the points inside the windows.
+
+    Parameters
+    ----------
+    x, y : (P,)
+        Abscissae and values. Points with a non-finite value, or a non-positive one on a log
+        axis, are dropped.
+    log_x, log_y : bool
+        Fit on log axes (``log_x=False, log_y=True``: the exponential rate ``-slope`` of a
+        decaying gap).
+    x_window, y_window : (lo, hi), optional
+        Keep only points with ``lo <= x <= hi`` (resp. ``y``), bounds inclusive.
+    resample : int, optional
+        Interpolate ``v`` at this many points evenly spaced in ``u`` over ``x_window`` before
+        fitting, so that densely recorded stretches do not dominate. Needs ``x_window``, which
+        must then lie inside the recorded range.
+    min_points : int
+        Fewer kept points than this (before resampling) gives ``None``.
+
+    Returns
+    -------
+    LineFit or None
+        ``None`` when too few points remain or the resampling window leaves the data.
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.ndim != 1 or xa.shape != ya.shape:
+        raise ParameterError(
+            f"x and y must be one-dimensional of the same length, got {xa.shape} and {ya.shape}"
+        )
+    if resample is not None and x_window is None:
+        raise ParameterError("resample needs x_window (the interval to resample over)")
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    if log_x:
+        keep &= xa > 0
+    if log_y:
+        keep &= ya > 0
+    if y_window is not None:
+        keep &= (ya >= y_window[0]) & (ya <= y_window[1])
+    if x_window is not None and resample is None:
+        keep &= (xa >= x_window[0]) & (xa <= x_window[1])
+    if int(keep.sum()) < max(min_points, 2):
+        return None
+    u = np.log(xa[keep]) if log_x else xa[keep]
+    v = np.log(ya[keep]) if log_y else ya[keep]
+    if resample is not None:
+        assert x_window is not None
+        lo, hi = (math.log(x_window[0]), math.log(x_window[1])) if log_x else x_window
+        grid = np.linspace(lo, hi, int(resample))
+        if grid[0] < u[0] or grid[-1] > u[-1]:
+            return None
+        u, v = grid, np.interp(grid, u, v)
+    if np.unique(u).size < 2:
+        return None
+    slope, intercept = np.polyfit(u, v, 1)
+    resid = v - (intercept + slope * u)
+    ss_tot = float(((v - v.mean()) ** 2).sum())
+    r2 = 1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0
+    return LineFit(float(slope), float(intercept), r2, int(u.size))
 
 
 def _slopes(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import torch
 
 from .validation import ParameterError
 
-__all__ = ["derive_seed", "make_generator"]
+__all__ = ["derive_seed", "make_generator", "resolve_generator"]
 
 _MAX_SEED = 2**63 - 1
 
@@ -41,3 +41,18 @@ def derive_seed(seed: int, *keys: int | str) -> int:
     for key in keys:
         h.update(b"\x00" + type(key).__name__.encode() + b":" + str(key).encode())
     return int.from_bytes(h.digest(), "little") & _MAX_SEED
+
+
+def resolve_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """The generator of a sampling call that takes ``seed=`` or ``generator=``: exactly one of
+    them must be given; a seed makes a fresh generator with :func:`make_generator`."""
+    if (seed is None) == (generator is None):
+        raise ParameterError("seed and generator: give exactly one of them")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ParameterError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}"
+            )
+        return generator
+    assert seed is not None
+    return make_generator(seed)

@@ -6,7 +6,7 @@ simulated three ways (``dynamics.md`` §A.3-A.5, all [RECON]):
 * ``"monte-carlo"``: the full model, Q in R^{d x d}, on a Monte Carlo loss over sampled prompts
   (fresh batch per step, or one fixed pool), gradients by torch autograd;
 * ``"exact"``: population GD on ``Z = V^T Q V`` with the expectation over token counts done
-  exactly (:mod:`iclkit.dynamics.softmax_population`); GD on Q equals GD on Z with the same eta
+  exactly (:mod:`iclkit.dynamics.softmax.population`); GD on Q equals GD on Z with the same eta
   because ``grad_Q L = V (dL/dZ) V^T``;
 * ``"mean-field"``: the N -> infinity limit ``alpha = softmax(Z[:, k] + log p)``.
 
@@ -31,8 +31,8 @@ from iclkit.theory.features import FeatureConfig, feature_basis, sample_feature_
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
-from .softmax_model import softmax_attention_weights
-from .softmax_population import (
+from .model import softmax_attention_weights
+from .population import (
     DEFAULT_MAX_TERMS,
     DEFAULT_TAIL_MASS,
     exact_structure,
@@ -551,7 +551,7 @@ def _run_monte_carlo(
     dominant: int | None,
     bar: Any,
 ) -> tuple[Status, int, np.ndarray, dict[str, Any]]:
-    from .softmax_model import prompt_squared_errors
+    from .model import prompt_squared_errors
 
     fc = config.features
     K = fc.K

@@ -29,7 +29,7 @@ import torch
 
 from iclkit.theory.validation import ParameterError, check_int
 
-from .lsa_moments import LSAMoments
+from .moments import LSAMoments
 
 __all__ = [
     "FixedPoint",

@@ -9,7 +9,6 @@ check (``dynamics.md`` D.4) and its MoR analogue.
 
 from __future__ import annotations
 
-import enum
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from tqdm import tqdm
 
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
-from .lsa_flow import LSAFlow
-from .lsa_init import LSAInit
+from ..status import Status
+from .flow import LSAFlow
+from .init import LSAInit
 
 __all__ = ["Simulation", "Status", "simulate"]
 
@@ -33,16 +33,6 @@ _METHODS: dict[str, type[sci.OdeSolver]] = {
     "BDF": sci.BDF,
     "LSODA": sci.LSODA,
 }
-
-
-class Status(enum.Enum):
-    """How a simulation ended."""
-
-    CONVERGED = "converged"
-    STOPPED = "stopped"
-    MAX_TIME = "max_time"
-    DIVERGED = "diverged"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
 from iclkit.theory.validation import ParameterError, check_int
 
-from .lsa_model import embed, lsa_prediction
+from .model import embed, lsa_prediction
 
 __all__ = ["LossEstimate", "monte_carlo_loss"]
 

@@ -30,7 +30,7 @@ import torch
 
 from iclkit.theory.validation import ParameterError
 
-from .lsa_moments import LSAMoments
+from .moments import LSAMoments
 
 __all__ = ["live_blocks", "loss_gap", "population_loss", "reduced_loss"]
 

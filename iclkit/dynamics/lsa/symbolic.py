@@ -29,7 +29,7 @@ import sympy as sp
 
 from iclkit.theory.validation import ParameterError, check_int
 
-from .lsa_moments import LSAMoments
+from .moments import LSAMoments
 
 __all__ = ["SymbolicLoss", "derive_population_loss"]
 

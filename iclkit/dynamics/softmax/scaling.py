@@ -2,7 +2,7 @@
 
 The paper's bounds are quadratic in K ([READ-review]: "the bounds on T* have quadratic dependence
 on K"); the explicit theorem bounds could not be read. This module measures the event times of
-:func:`iclkit.dynamics.phases.detect_phases` over a grid of K and fits log-log slopes (least
+:func:`iclkit.dynamics.softmax.phases.detect_phases` over a grid of K and fits log-log slopes (least
 squares of log time on log K), e.g. time to ``Attn_k = 1/2`` ~ K^2 / eta for balanced data.
 """
 
@@ -19,7 +19,7 @@ from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
 from .phases import detect_phases
-from .softmax_simulate import Method, SoftmaxDynamicsConfig, simulate_softmax
+from .simulate import Method, SoftmaxDynamicsConfig, simulate_softmax
 
 __all__ = ["ScalingResult", "fit_loglog_slope", "phase_time_scaling"]
 

@@ -20,11 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from iclkit.atomic import save_figure_atomically
+from iclkit.io import save_figure as save_figure_atomically
 
 from .phases import PhaseReport
-from .softmax_scaling import ScalingResult
-from .softmax_simulate import SoftmaxTrajectory
+from .scaling import ScalingResult
+from .simulate import SoftmaxTrajectory
 
 __all__ = ["plot_attention", "plot_loss", "plot_scaling", "plot_softmax_dynamics", "save_figure"]
 

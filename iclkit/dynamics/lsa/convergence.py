@@ -18,11 +18,11 @@ import numpy as np
 from iclkit.theory.validation import ParameterError, check_positive
 
 from .fixed_points import FixedPointReport, find_fixed_points, zfb_pl_constant
+from .flow import EigenLSAFlow, FullLSAFlow, LSAFlow, ReducedLSAFlow
+from .init import LSAInit
 from .integrate import Simulation, simulate
-from .lsa_flow import EigenLSAFlow, FullLSAFlow, LSAFlow, ReducedLSAFlow
-from .lsa_init import LSAInit
-from .lsa_moments import LSAMoments
-from .lsa_plots import fit_tail_rate
+from .moments import LSAMoments
+from .plots import fit_tail_rate
 
 __all__ = ["LSAConvergence", "lsa_convergence"]
 

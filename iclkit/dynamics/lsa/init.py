@@ -24,7 +24,7 @@ import torch
 from iclkit.theory.rng import make_generator
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
-from .lsa_moments import LSAMoments
+from .moments import LSAMoments
 
 __all__ = ["InitCondition", "InitConditionWarning", "LSAInit", "random_init", "structured_init"]
 

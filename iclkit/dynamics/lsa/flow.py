@@ -30,9 +30,9 @@ import torch
 
 from iclkit.theory.validation import ParameterError
 
-from .lsa_init import LSAInit
-from .lsa_loss import loss_gap, population_loss
-from .lsa_moments import LSAMoments
+from .init import LSAInit
+from .loss import loss_gap, population_loss
+from .moments import LSAMoments
 
 __all__ = ["EigenLSAFlow", "FullLSAFlow", "LSAFlow", "ReducedLSAFlow"]
 

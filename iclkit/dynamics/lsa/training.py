@@ -22,8 +22,8 @@ from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
-from .lsa_init import LSAInit
-from .lsa_model import LSALayer, embed
+from .init import LSAInit
+from .model import LSALayer, embed
 
 __all__ = ["TrainingResult", "train_lsa"]
 

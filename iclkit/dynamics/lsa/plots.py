@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from iclkit.atomic import save_figure_atomically
+from iclkit.io import save_figure as save_figure_atomically
 
 from .integrate import Simulation
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from iclkit.theory.validation import ParameterError, check_positive, check_real
 
-from .softmax_simulate import SoftmaxTrajectory
+from .simulate import SoftmaxTrajectory
 
 __all__ = ["Phase", "PhaseReport", "QueryPhases", "detect_phases", "loglog_slope"]
 
