@@ -12,21 +12,28 @@ iclkit), so every layer can use it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 __all__ = [
     "ParameterError",
+    "check_choice",
     "check_covariance",
     "check_finite_tensor",
     "check_int",
+    "check_int_fields",
     "check_positive",
     "check_probability_vector",
     "check_real",
     "check_shape",
+    "check_spd",
 ]
+
+#: Relative tolerance of the symmetry test of a matrix (times its largest entry, at least 1):
+#: round-off of a matrix built as ``A A^T`` or ``Q diag Q^T`` stays far below it.
+SYMMETRY_RTOL = 1e-12
 
 
 class ParameterError(ValueError):
@@ -63,10 +70,12 @@ def check_real(
     minimum: float | None = None,
     maximum: float | None = None,
     strict_minimum: bool = False,
+    strict_maximum: bool = False,
 ) -> float:
     """Return ``value`` as a finite float, or raise :class:`ParameterError`.
 
-    ``strict_minimum`` makes the lower bound exclusive (``value > minimum``).
+    ``strict_minimum`` / ``strict_maximum`` make the bounds exclusive (``value > minimum``,
+    ``value < maximum``).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"{name} must be a real number, got {value!r}")
@@ -78,9 +87,31 @@ def check_real(
             raise ParameterError(f"{name} must be > {minimum}, got {fvalue}")
         if not strict_minimum and fvalue < minimum:
             raise ParameterError(f"{name} must be >= {minimum}, got {fvalue}")
-    if maximum is not None and fvalue > maximum:
-        raise ParameterError(f"{name} must be <= {maximum}, got {fvalue}")
+    if maximum is not None:
+        if strict_maximum and not fvalue < maximum:
+            raise ParameterError(f"{name} must be < {maximum:g}, got {fvalue}")
+        if not strict_maximum and fvalue > maximum:
+            raise ParameterError(f"{name} must be <= {maximum}, got {fvalue}")
     return fvalue
+
+
+def check_int_fields(config: object, minimums: Mapping[str, int], *, prefix: str = "") -> None:
+    """:func:`check_int` on each named field of a config against its minimum.
+
+    The message names the field as ``prefix + field`` (``prefix="curriculum."`` for a nested
+    config).
+    """
+    for field_name, minimum in minimums.items():
+        check_int(getattr(config, field_name), prefix + field_name, minimum=minimum)
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ParameterError`."""
+    if value not in choices:
+        quoted = [repr(c) for c in choices]
+        allowed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        raise ParameterError(f"{name} must be {allowed}, got {value!r}")
+    return str(value)
 
 
 def check_positive(value: object, name: str) -> float:
@@ -136,6 +167,28 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torc
     return x
 
 
+def check_spd(value: object, name: str, d: int | None = None) -> np.ndarray:
+    """Validate a symmetric positive definite matrix, of shape (d, d) when ``d`` is given.
+
+    Returns
+    -------
+    (d, d) float64 array
+    """
+    mat = np.asarray(value, dtype=np.float64)
+    if d is not None and mat.shape != (d, d):
+        raise ParameterError(f"{name} must have shape ({d}, {d}), got {mat.shape}")
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1] or mat.shape[0] < 1:
+        raise ParameterError(f"{name} must be a square (d, d) matrix, got shape {mat.shape}")
+    if not np.all(np.isfinite(mat)):
+        raise ParameterError(f"{name} must be finite")
+    tol = SYMMETRY_RTOL * max(1.0, float(np.abs(mat).max()))
+    if not np.allclose(mat, mat.T, rtol=0, atol=tol):
+        raise ParameterError(f"{name} must be symmetric")
+    if float(np.linalg.eigvalsh(mat).min()) <= 0:
+        raise ParameterError(f"{name} must be positive definite (all eigenvalues > 0)")
+    return mat
+
+
 def check_covariance(
     value: object, name: str, d: int
 ) -> tuple[tuple[tuple[float, ...], ...], np.ndarray]:
@@ -145,13 +198,7 @@ def check_covariance(
     -------
     (the matrix as a tuple of tuples (hashable, for frozen configs), its Cholesky factor (d, d))
     """
-    lam = np.asarray(value, dtype=np.float64)
-    if lam.shape != (d, d):
-        raise ParameterError(f"{name} must have shape ({d}, {d}), got {lam.shape}")
-    if not np.all(np.isfinite(lam)):
-        raise ParameterError(f"{name} must be finite")
-    if not np.allclose(lam, lam.T, rtol=0, atol=1e-12 * max(1.0, float(np.abs(lam).max()))):
-        raise ParameterError(f"{name} must be symmetric")
+    lam = check_spd(value, name, d)
     try:
         chol = np.linalg.cholesky(lam)
     except np.linalg.LinAlgError:
