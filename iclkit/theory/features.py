@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ import torch
 from .rng import resolve_generator
 from .validation import (
     ParameterError,
+    check_choice,
     check_int,
     check_probability_vector,
     check_real,
@@ -43,6 +44,9 @@ __all__ = [
 ProbabilityMode = Literal["balanced", "imbalanced", "custom"]
 Basis = Literal["random", "standard"]
 TaskPrior = Literal["gaussian", "rademacher"]
+
+#: Two probabilities closer than this are a tie for the dominant feature (round-off of 1/K).
+_TIE_ATOL = 1e-15
 
 
 def feature_probabilities(
@@ -67,25 +71,29 @@ def feature_probabilities(
         Probability vector of length K with positive entries (custom mode).
     """
     K = check_int(K, "K", minimum=2)
+    check_choice(mode, "p_mode", get_args(ProbabilityMode))
     if mode == "balanced":
         return tuple([1.0 / K] * K)
     if mode == "imbalanced":
         if p_dominant is None:
             raise ParameterError("p_dominant must be given when p_mode='imbalanced'")
-        pd = check_real(p_dominant, "p_dominant", minimum=1.0 / K, strict_minimum=True, maximum=1.0)
-        if pd >= 1.0:
-            raise ParameterError(f"p_dominant must be < 1, got {pd}")
+        pd = check_real(
+            p_dominant,
+            "p_dominant",
+            minimum=1.0 / K,
+            maximum=1.0,
+            strict_minimum=True,
+            strict_maximum=True,
+        )
         rest = (1.0 - pd) / (K - 1)
         return (pd, *tuple([rest] * (K - 1)))
-    if mode == "custom":
-        if p is None:
-            raise ParameterError("p must be given when p_mode='custom'")
-        vec = check_probability_vector(p, "p", length=K)
-        if min(vec) <= 0.0:
-            raise ParameterError(f"p must have positive entries, got {list(vec)}")
-        total = sum(vec)
-        return tuple(v / total for v in vec)
-    raise ParameterError(f"p_mode must be 'balanced', 'imbalanced' or 'custom', got {mode!r}")
+    if p is None:  # custom
+        raise ParameterError("p must be given when p_mode='custom'")
+    vec = check_probability_vector(p, "p", length=K)
+    if min(vec) <= 0.0:
+        raise ParameterError(f"p must have positive entries, got {list(vec)}")
+    total = sum(vec)
+    return tuple(v / total for v in vec)
 
 
 @dataclass(frozen=True)
@@ -94,10 +102,8 @@ class FeatureConfig:
 
     Parameters
     ----------
-    K : int
-        Number of features (K >= 2).
-    N : int
-        Prompt length (tokens before the query; N >= 1).
+    K, N : int
+        Number of features (K >= 2) and prompt length (tokens before the query, N >= 1).
     d : int or None
         Token dimension, d >= K (default d = K).
     p_mode : {"balanced", "imbalanced", "custom"}
@@ -129,12 +135,8 @@ class FeatureConfig:
         d = check_int(self.d, "d", minimum=1)
         if d < K:
             raise ParameterError(f"d must be >= K={K} (orthonormal features), got {d}")
-        if self.basis not in ("random", "standard"):
-            raise ParameterError(f"basis must be 'random' or 'standard', got {self.basis!r}")
-        if self.task_prior not in ("gaussian", "rademacher"):
-            raise ParameterError(
-                f"task_prior must be 'gaussian' or 'rademacher', got {self.task_prior!r}"
-            )
+        check_choice(self.basis, "basis", get_args(Basis))
+        check_choice(self.task_prior, "task_prior", get_args(TaskPrior))
         probs = feature_probabilities(K, self.p_mode, p_dominant=self.p_dominant, p=self.p)
         object.__setattr__(self, "p", probs)
 
@@ -148,7 +150,7 @@ class FeatureConfig:
     def dominant(self) -> int | None:
         """Index of the unique most likely feature, or None when the maximum is shared."""
         probs = self.probabilities
-        top = np.flatnonzero(probs >= probs.max() - 1e-15)
+        top = np.flatnonzero(probs >= probs.max() - _TIE_ATOL)
         return int(top[0]) if top.size == 1 else None
 
 

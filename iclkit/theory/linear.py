@@ -16,7 +16,7 @@ import torch
 
 from .mor import MoRBatch
 from .rng import resolve_generator
-from .validation import check_covariance, check_int, check_real
+from .validation import check_covariance, check_int, check_int_fields, check_real
 
 __all__ = ["LinearConfig", "sample_linear"]
 
@@ -27,10 +27,8 @@ class LinearConfig:
 
     Parameters
     ----------
-    d : int
-        Dimension of x (d >= 1).
-    n : int
-        In-context examples per prompt (n >= 1); the prompt has n + 1 tokens.
+    d, n : int
+        Dimension of x and in-context examples per prompt (both >= 1; n + 1 tokens a prompt).
     sigma : float
         Label-noise standard deviation (>= 0; 0 is ZFB's noiseless setting).
     Lambda : tuple of tuples or None
@@ -43,8 +41,7 @@ class LinearConfig:
     Lambda: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
-        check_int(self.d, "d", minimum=1)
-        check_int(self.n, "n", minimum=1)
+        check_int_fields(self, {"d": 1, "n": 1})
         check_real(self.sigma, "sigma", minimum=0.0)
         if self.Lambda is not None:
             object.__setattr__(self, "Lambda", check_covariance(self.Lambda, "Lambda", self.d)[0])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -28,9 +28,11 @@ import torch
 from .rng import derive_seed, make_generator, resolve_generator
 from .validation import (
     ParameterError,
+    check_choice,
     check_covariance,
     check_finite_tensor,
     check_int,
+    check_int_fields,
     check_positive,
     check_probability_vector,
     check_shape,
@@ -49,7 +51,19 @@ __all__ = [
 Prior = Literal["gaussian", "sphere"]
 PiMode = Literal["fixed", "dirichlet"]
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: eta when neither ``snr`` nor ``sigma`` is given: the high-SNR regime of Theorem 3.1.
+DEFAULT_SNR = 10.0
+
+#: Tolerance of ``pi = (1/2, 1/2)`` in the symmetric model (round-off of a user's 0.5 only).
+_SYMMETRIC_PI_ATOL = 1e-12
+
+#: Floor of norms and Dirichlet draws before dividing by them: above float64's smallest normal
+#: number (2.2e-308), far below any value that carries information.
+_TINY = 1e-300
+
+#: The Dirichlet draw uses numpy, seeded by one integer from the torch stream below this bound
+#: (inside torch.randint's int64 range).
+_NUMPY_SEED_BOUND = 2**62
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,8 @@ class MoRConfig:
     n : int
         Number of in-context examples per prompt (n >= 1); the prompt has n + 1 tokens.
     snr : float or None
-        Signal-to-noise ratio eta > 0 (default 10 when neither ``snr`` nor ``sigma`` is given).
+        Signal-to-noise ratio eta > 0 (:data:`DEFAULT_SNR` when neither ``snr`` nor ``sigma``
+        is given).
         At most one of ``snr`` and ``sigma`` is given.
     sigma : float or None
         Noise standard deviation sigma > 0, used for every prompt.
@@ -102,11 +117,9 @@ class MoRConfig:
     _chol: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_int(self.d, "d", minimum=1)
-        check_int(self.K, "K", minimum=1)
-        check_int(self.n, "n", minimum=1)
+        check_int_fields(self, {"d": 1, "K": 1, "n": 1})
         if self.snr is None and self.sigma is None:
-            object.__setattr__(self, "snr", 10.0)
+            object.__setattr__(self, "snr", DEFAULT_SNR)
         if self.snr is not None and self.sigma is not None:
             raise ParameterError(
                 "snr and sigma: give at most one of them (snr=eta > 0 or sigma > 0)"
@@ -115,10 +128,8 @@ class MoRConfig:
             check_positive(self.snr, "snr")
         if self.sigma is not None:
             check_positive(self.sigma, "sigma")
-        if self.pi_mode not in ("fixed", "dirichlet"):
-            raise ParameterError(f"pi_mode must be 'fixed' or 'dirichlet', got {self.pi_mode!r}")
-        if self.prior not in ("gaussian", "sphere"):
-            raise ParameterError(f"prior must be 'gaussian' or 'sphere', got {self.prior!r}")
+        check_choice(self.pi_mode, "pi_mode", get_args(PiMode))
+        check_choice(self.prior, "prior", get_args(Prior))
         check_positive(self.prior_scale, "prior_scale")
         check_positive(self.dirichlet_alpha, "dirichlet_alpha")
         if self.pi is not None:
@@ -126,7 +137,7 @@ class MoRConfig:
         if self.symmetric:
             if self.K != 2:
                 raise ParameterError(f"K must be 2 when symmetric=True, got K={self.K}")
-            if self.pi is not None and any(abs(p - 0.5) > 1e-12 for p in self.pi):
+            if self.pi is not None and any(abs(p - 0.5) > _SYMMETRIC_PI_ATOL for p in self.pi):
                 raise ParameterError(f"pi must be (0.5, 0.5) when symmetric=True, got {self.pi}")
             if self.pi_mode != "fixed":
                 raise ParameterError("pi_mode must be 'fixed' when symmetric=True")
@@ -336,7 +347,7 @@ def sample_mor(
     # 1. components (B, K, d)
     raw = torch.randn(B, c.K, c.d, generator=g, dtype=f64)
     if c.prior == "sphere":
-        norms = torch.linalg.vector_norm(raw, dim=-1, keepdim=True).clamp_min(1e-300)
+        norms = torch.linalg.vector_norm(raw, dim=-1, keepdim=True).clamp_min(_TINY)
         betas = c.prior_scale * raw / norms
     else:
         betas = c.prior_scale * raw
@@ -347,10 +358,10 @@ def sample_mor(
     mean_pi = torch.tensor(c.pi_vector, dtype=f64)
     if c.pi_mode == "dirichlet":
         # torch's gamma sampler takes no generator: seed numpy's from this stream instead.
-        np_seed = int(torch.randint(0, 2**62, (1,), generator=g).item())
+        np_seed = int(torch.randint(0, _NUMPY_SEED_BOUND, (1,), generator=g).item())
         conc = c.dirichlet_alpha * c.K * mean_pi.numpy()
         pi = torch.from_numpy(np.random.default_rng(np_seed).dirichlet(conc, size=B)).to(f64)
-        pi = pi.clamp_min(1e-300)
+        pi = pi.clamp_min(_TINY)
         pi = pi / pi.sum(dim=1, keepdim=True)
     else:
         pi = mean_pi.expand(B, c.K).clone()

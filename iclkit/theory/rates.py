@@ -215,9 +215,9 @@ def fit_rate(
         raise ParameterError("xs must be finite and > 0 (log-log fit)")
     if not np.all(np.isfinite(e)) or np.any(e <= 0):
         raise ParameterError("errors must be finite and > 0 (log-log fit)")
-    confidence = check_real(confidence, "confidence", minimum=0.0, maximum=1.0, strict_minimum=True)
-    if confidence >= 1.0:
-        raise ParameterError(f"confidence must be < 1, got {confidence}")
+    confidence = check_real(
+        confidence, "confidence", minimum=0.0, maximum=1.0, strict_minimum=True, strict_maximum=True
+    )
     n_boot = check_int(n_boot, "n_boot", minimum=100)
     seed = check_int(seed, "seed", minimum=0)
 
