@@ -17,7 +17,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 
 
 def test_linear_default_json(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run(capsys, "--d", "3", "--N", "6", "--json")
+    out = _run(capsys, "--d", "3", "--n", "6", "--json")
     for key in (
         "G_final",
         "G_star_symbolic",
@@ -41,7 +41,7 @@ def test_mor_with_spectrum_and_plot(capsys: pytest.CaptureFixture[str], tmp_path
         "mor",
         "--d",
         "3",
-        "--N",
+        "--n",
         "10",
         "--K",
         "3",
@@ -62,32 +62,46 @@ def test_mor_with_spectrum_and_plot(capsys: pytest.CaptureFixture[str], tmp_path
 
 
 def test_symmetric_and_random(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run(capsys, "--data", "mor", "--d", "2", "--N", "5", "--symmetric", "--t-max", "100")
+    out = _run(capsys, "--data", "mor", "--d", "2", "--n", "5", "--symmetric", "--t-max", "100")
     assert "G* = 0" in out["degenerate_reason"] and out["error_is_absolute"]
-    out = _run(capsys, "--d", "2", "--N", "5", "--init", "random", "--snr", "4", "--t-max", "5")
+    out = _run(capsys, "--d", "2", "--n", "5", "--init", "random", "--sigma", "0.2", "--t-max", "5")
     assert out["flow"] == "full"
 
 
 def test_scale_violation_warns(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.warns(UserWarning, match="condition fails"):
-        out = _run(capsys, "--d", "2", "--N", "5", "--init-scale", "3", "--t-max", "50")
+        out = _run(capsys, "--d", "2", "--n", "5", "--init-scale", "3", "--t-max", "50")
     assert out["init"]["condition_holds"] is False
 
 
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["--d", "2", "--N", "0"], "--N"),
-        (["--d", "0", "--N", "3"], "--d"),
-        (["--d", "2", "--N", "3", "--lambda-spectrum", "1,-1"], "--lambda-spectrum"),
-        (["--d", "2", "--N", "3", "--lambda-spectrum", "1,2,3"], "--lambda-spectrum"),
-        (["--d", "2", "--N", "3", "--snr", "0"], "--snr"),
-        (["--d", "2", "--N", "3", "--init-scale", "-1"], "--init-scale"),
-        (["--data", "mor", "--d", "2", "--N", "3", "--K", "3", "--pi", "0.5,0.5"], "pi"),
-        (["--data", "mor", "--d", "2", "--N", "3", "--sigma", "0"], "sigma"),
+        (["--d", "2", "--n", "0"], "error: n"),
+        (["--d", "0", "--n", "3"], "error: d"),
+        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,-1"], "lambda_spectrum"),
+        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,2,3"], "lambda_spectrum"),
+        (["--d", "2", "--n", "3", "--sigma", "-1"], "sigma"),
+        (["--d", "2", "--n", "3", "--init-scale", "-1"], "init_scale"),
+        (["--d", "2", "--n", "3", "--init", "random", "--flow", "eigen"], "flow"),
+        (["--data", "mor", "--d", "2", "--n", "3", "--K", "3", "--pi", "0.5,0.5"], "pi"),
+        (["--data", "mor", "--d", "2", "--n", "3", "--sigma", "0"], "sigma"),
     ],
 )
 def test_bad_input_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], name: str) -> None:
     assert main(["dynamics", "lsa", *argv]) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err
+
+
+def test_deprecated_N_spelling_and_progress_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    new = _run(capsys, "--d", "2", "--n", "5", "--no-progress", "--json")
+    old = _run(capsys, "--d", "2", "--N", "5", "--json")
+    assert old["G_final"] == new["G_final"] and old["data"]["N"] == 5
+
+
+def test_snr_is_not_an_lsa_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # --snr sets sigma per prompt elsewhere; the closed-form loss needs one fixed sigma
+    with pytest.raises(SystemExit):
+        main(["dynamics", "lsa", "--d", "2", "--n", "3", "--snr", "4"])
+    capsys.readouterr()

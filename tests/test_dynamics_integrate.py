@@ -143,13 +143,13 @@ def test_statuses_and_messages() -> None:
     assert short.status is Status.MAX_TIME and "t_span[1]" in short.message
     steps = simulate(EigenLSAFlow(m), init, (0, 100), max_steps=3)
     assert steps.status is Status.MAX_TIME and "max_steps" in steps.message
-    assert steps.stats["steps"] == 3
+    assert steps.stats.steps == 3
     div = simulate(ReducedLSAFlow(m), init, (0, 100), divergence_norm=0.45)
     assert div.status is Status.DIVERGED and "scale" in div.message
     stop = simulate(EigenLSAFlow(m), init, (0, 100), stop_when=lambda t, y: t > 1.0)
     assert stop.status is Status.STOPPED and stop.converged
     ends = simulate(EigenLSAFlow(m), init, (0, 100), record="ends")
-    assert ends.states.shape[0] == 2 and ends.stats["nfev"] > 0
+    assert ends.states.shape[0] == 2 and ends.stats.function_evaluations > 0
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,21 @@
-"""``iclkit dynamics lsa``: gradient flow of one linear self-attention layer."""
+"""``iclkit dynamics lsa``: gradient flow of one linear self-attention layer.
+
+Arguments -> :class:`~iclkit.dynamics.lsa.LSAConfig` (whose field defaults are the defaults
+here) -> :func:`~iclkit.dynamics.lsa.simulate_lsa` -> one JSON object.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from iclkit.theory.validation import ParameterError
+from iclkit.dynamics.lsa import FLOWS, LSAConfig, simulate_lsa
+from iclkit.dynamics.lsa.integrate import METHODS
+from iclkit.dynamics.lsa.plots import plot_lsa_flow
 
 from .options import SubParsers, float_list, print_json
+
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(LSAConfig)}
 
 
 def add(dyn: SubParsers) -> None:
@@ -20,201 +29,125 @@ def add(dyn: SubParsers) -> None:
             "print one JSON object comparing the two (docs/lsa_dynamics.md)."
         ),
     )
-    p.add_argument(
+    a = p.add_argument
+    a(
         "--data",
         choices=("linear", "mor"),
-        default="linear",
+        default=_DEFAULT["data"],
         help="linear: w ~ N(0, I_d) (ZFB); mor: K components beta_k from the prior",
     )
-    p.add_argument("--d", type=int, required=True, help="dimension of x (>= 1)")
-    p.add_argument("--N", type=int, required=True, help="in-context examples per prompt (>= 1)")
-    p.add_argument("--K", type=int, default=2, help="MoR: number of components (default 2)")
-    p.add_argument(
+    a("--d", type=int, required=True, help="dimension of x (>= 1)")
+    n = p.add_mutually_exclusive_group(required=True)
+    n.add_argument("--n", type=int, help="in-context examples per prompt (the paper's N, >= 1)")
+    n.add_argument("--N", type=int, dest="n", help=argparse.SUPPRESS)  # deprecated spelling
+    a(
+        "--K",
+        type=int,
+        default=_DEFAULT["K"],
+        help="MoR: number of components (default %(default)s)",
+    )
+    a(
         "--pi",
         type=float_list,
         default=None,
         metavar="P1,..,PK",
         help="MoR: mixing weights summing to 1 (default uniform)",
     )
-    p.add_argument(
+    a(
         "--symmetric",
         action="store_true",
         help="MoR: symmetric two components beta_2 = -beta_1, pi = (1/2, 1/2) (G* = 0)",
     )
-    p.add_argument(
+    a(
         "--prior",
         choices=("gaussian", "sphere"),
-        default="gaussian",
+        default=_DEFAULT["prior"],
         help="MoR component prior: N(0, tau^2 I) or uniform on the sphere of radius tau",
     )
-    p.add_argument("--prior-scale", type=float, default=1.0, help="MoR: tau (default 1)")
-    noise = p.add_mutually_exclusive_group()
-    noise.add_argument(
+    a(
+        "--prior-scale",
+        type=float,
+        default=_DEFAULT["prior_scale"],
+        help="MoR: tau (default %(default)s)",
+    )
+    a(
         "--sigma",
         type=float,
         default=None,
-        help="label noise sd (linear: >= 0, default 0; mor: > 0, default 0.5)",
+        help="label noise sd, the same for every prompt as the closed-form loss needs "
+        "(linear: >= 0, default 0; mor: > 0, default 0.5)",
     )
-    noise.add_argument(
-        "--snr",
-        type=float,
-        default=None,
-        help="alternative to --sigma: sigma = tau sqrt(d) / snr (snr > 0; a fixed "
-        "sigma, as the closed-form loss needs)",
-    )
-    p.add_argument(
+    a(
         "--lambda-spectrum",
         type=float_list,
         default=None,
         metavar="L1,..,Ld",
         help="eigenvalues of Lambda = Cov(x) (d positive numbers; default all 1)",
     )
-    p.add_argument(
+    a(
         "--lambda-rotation-seed",
         type=int,
         default=None,
         help="rotate diag(spectrum) by a random orthogonal matrix from this seed",
     )
-    p.add_argument(
+    a(
         "--init",
         choices=("structured", "random"),
-        default="structured",
+        default=_DEFAULT["init"],
         help="structured: ZFB Assumption 3.3 (MoR analogue); random: Gaussian live blocks",
     )
-    p.add_argument(
+    a(
         "--init-scale",
         type=float,
         default=None,
         help="s > 0 (default: s^2 ||Gamma||_op sqrt(d) = 1, inside the theorem's "
         "condition < 2; 0.5 for the symmetric model)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of Theta / the random init")
-    p.add_argument(
+    a("--seed", type=int, default=_DEFAULT["seed"], help="seed of Theta / the random init")
+    a(
         "--flow",
-        choices=("eigen", "reduced", "full"),
+        choices=tuple(FLOWS),
         default=None,
         help="state space: eigen (fast reduced ODE in Lambda's eigenbasis, default for "
         "structured), reduced (U, u), full (all weights; default for random)",
     )
-    p.add_argument(
-        "--method",
-        default="LSODA",
-        choices=("LSODA", "Radau", "BDF", "RK45", "DOP853"),
-        help="scipy solver",
-    )
-    p.add_argument("--t-max", type=float, default=1e4, help="final time (default 1e4)")
-    p.add_argument("--rtol", type=float, default=1e-11, help="solver rtol (default 1e-11)")
-    p.add_argument("--atol", type=float, default=1e-13, help="solver atol (default 1e-13)")
-    p.add_argument(
+    a("--method", choices=tuple(METHODS), default=_DEFAULT["method"], help="scipy solver")
+    a("--t-max", type=float, default=_DEFAULT["t_max"], help="final time (default %(default)g)")
+    a("--rtol", type=float, default=_DEFAULT["rtol"], help="solver rtol (default %(default)g)")
+    a("--atol", type=float, default=_DEFAULT["atol"], help="solver atol (default %(default)g)")
+    a(
         "--gradient-tol",
         type=float,
-        default=1e-13,
-        help="stop when ||grad L|| falls below this (default 1e-13)",
+        default=_DEFAULT["gradient_tol"],
+        help="stop when ||grad L|| falls below this (default %(default)g)",
     )
-    p.add_argument(
+    a(
         "--plot",
         default=None,
         metavar="DIR",
-        help="write lsa_flow.pdf/.png (loss gap, ||G - G*||, conserved quantity, "
-        "eigenvalues) to DIR",
+        help="write lsa_flow.pdf/.png (loss gap, ||G - G*||, conserved quantity, eigenvalues) to DIR",
     )
-    p.add_argument(
+    a(
         "--json",
         action="store_true",
         help="print the full JSON object (default: also JSON, without the matrices)",
+    )
+    a(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="show a progress bar over t",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
-    import numpy as np
-    import torch
-
-    from iclkit.dynamics.lsa.convergence import lsa_convergence
-    from iclkit.dynamics.lsa.init import random_init, structured_init
-    from iclkit.dynamics.lsa.moments import LSAMoments
-    from iclkit.dynamics.lsa.plots import plot_lsa_flow
-    from iclkit.theory.mor import MoRConfig
-    from iclkit.theory.rng import make_generator
-    from iclkit.theory.validation import check_int, check_positive
-
-    d = check_int(args.d, "--d", minimum=1)
-    N = check_int(args.N, "--N", minimum=1)
-    Lambda = None
-    if args.lambda_spectrum is not None:
-        spec = np.asarray(args.lambda_spectrum, dtype=float)
-        if spec.shape != (d,):
-            raise ParameterError(f"--lambda-spectrum must have d = {d} values, got {spec.size}")
-        if not np.all(np.isfinite(spec)) or spec.min() <= 0:
-            raise ParameterError(
-                "--lambda-spectrum: Lambda must be positive definite (all eigenvalues > 0), "
-                f"got {spec.tolist()}"
-            )
-        Lambda = np.diag(spec)
-        if args.lambda_rotation_seed is not None:
-            g = make_generator(args.lambda_rotation_seed)
-            Q, _ = np.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64).numpy())
-            Lambda = Q @ Lambda @ Q.T
-            Lambda = 0.5 * (Lambda + Lambda.T)
-    if args.snr is not None:
-        sigma = args.prior_scale * math.sqrt(d) / check_positive(args.snr, "--snr")
-    else:
-        sigma = args.sigma
-    if args.data == "linear":
-        moments = LSAMoments.linear(d, N, Lambda=Lambda, sigma=0.0 if sigma is None else sigma)
-    else:
-        cfg = MoRConfig(
-            d=d,
-            K=args.K,
-            n=N,
-            sigma=0.5 if sigma is None else sigma,
-            pi=None if args.pi is None else tuple(args.pi),
-            symmetric=args.symmetric,
-            prior=args.prior,
-            prior_scale=args.prior_scale,
-            Lambda=None if Lambda is None else tuple(map(tuple, Lambda)),
-        )
-        moments = LSAMoments.mor(cfg)
-    if args.init_scale is None:
-        if moments.c2 * moments.pi_sq == 0:
-            scale = 0.5
-        else:
-            g_op = float(np.linalg.eigvalsh(0.5 * (moments.Gamma + moments.Gamma.T)).max())
-            scale = 1.0 / math.sqrt(g_op * math.sqrt(d))
-    else:
-        scale = check_positive(args.init_scale, "--init-scale")
-    if args.init == "structured":
-        init = structured_init(moments, scale, seed=args.seed)
-    else:
-        init = random_init(moments, scale, seed=args.seed, blocks="live")
-    flow = args.flow or ("eigen" if args.init == "structured" else "full")
-    res = lsa_convergence(
-        moments,
-        init,
-        flow=flow,
-        t_max=args.t_max,
-        method=args.method,
-        rtol=args.rtol,
-        atol=args.atol,
-        gradient_tol=args.gradient_tol,
-    )
-    out = res.to_json()
-    out["data"] = moments.describe()
+    # every LSAConfig field has an option of the same name (comma lists become tuples)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LSAConfig)}
+    config = LSAConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    result = simulate_lsa(config, progress=args.progress)
+    out = result.to_json(matrices=args.json)
     if args.plot is not None:
-        paths = plot_lsa_flow(
-            res.simulation,
-            res.fixed_points.G_star,
-            args.plot,
-            title=f"LSA gradient flow, {args.data} data, d={d}, N={N}",
-            predicted_rate=res.fixed_points.tail_rate,
-        )
-        out["plots"] = [str(p) for p in paths]
-    if not args.json:
-        out = {k: v for k, v in out.items() if k not in ("G_final", "G_star_symbolic")}
+        out["plots"] = [str(path) for path in plot_lsa_flow(result, args.plot)]
     print_json(out)
     return 0
-
-
-# --------------------------------------------------------------------------- iclkit check

@@ -23,7 +23,7 @@ the bilinear prediction, ZFB's balancedness [DERIVED, ``dynamics.md`` B.6]).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,15 @@ from .init import LSAInit
 from .loss import loss_gap, population_loss
 from .moments import LSAMoments
 
-__all__ = ["EigenLSAFlow", "FullLSAFlow", "LSAFlow", "ReducedLSAFlow"]
+__all__ = [
+    "FLOWS",
+    "EigenLSAFlow",
+    "FlowName",
+    "FullLSAFlow",
+    "LSAFlow",
+    "ReducedLSAFlow",
+    "make_flow",
+]
 
 
 class LSAFlow(Protocol):
@@ -53,6 +61,16 @@ class LSAFlow(Protocol):
     def loss_gap(self, y: np.ndarray) -> float: ...
     def gradient_norm(self, y: np.ndarray) -> float: ...
     def conserved(self, y: np.ndarray) -> float: ...
+
+
+def _check_init(moments: LSAMoments, init: LSAInit, *, reduced: bool) -> None:
+    """The init matches the data's d and, for the reduced flows, has p = q = 0."""
+    if init.d != moments.d:
+        raise ParameterError(f"init: d = {init.d} does not match the data's d = {moments.d}")
+    if reduced and (np.any(init.p) or np.any(init.q)):
+        raise ParameterError(
+            "init: the reduced flow needs w^PV_21 = w^KQ_21 = 0; use FullLSAFlow for this init"
+        )
 
 
 class _Common:
@@ -94,10 +112,7 @@ class FullLSAFlow(_Common):
         return 2 * (self.moments.d + 1) ** 2
 
     def initial_state(self, init: LSAInit) -> np.ndarray:
-        if init.d != self.moments.d:
-            raise ParameterError(
-                f"init: d = {init.d} does not match the data's d = {self.moments.d}"
-            )
+        _check_init(self.moments, init, reduced=False)
         return np.concatenate([init.W_KQ.ravel(), init.W_PV.ravel()]).astype(np.float64)
 
     def _split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,14 +161,7 @@ class ReducedLSAFlow(_Common):
         return self.moments.d**2 + 1
 
     def initial_state(self, init: LSAInit) -> np.ndarray:
-        if init.d != self.moments.d:
-            raise ParameterError(
-                f"init: d = {init.d} does not match the data's d = {self.moments.d}"
-            )
-        if np.any(init.p) or np.any(init.q):
-            raise ParameterError(
-                "init: the reduced flow needs w^PV_21 = w^KQ_21 = 0; use FullLSAFlow for this init"
-            )
+        _check_init(self.moments, init, reduced=True)
         return np.concatenate([init.U.ravel(), [init.u]]).astype(np.float64)
 
     def parts(self, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
@@ -217,14 +225,7 @@ class EigenLSAFlow(_Common):
         return self.moments.d + 2
 
     def bound(self, init: LSAInit) -> EigenLSAFlow:
-        if init.d != self.moments.d:
-            raise ParameterError(
-                f"init: d = {init.d} does not match the data's d = {self.moments.d}"
-            )
-        if np.any(init.p) or np.any(init.q):
-            raise ParameterError(
-                "init: the reduced flow needs w^PV_21 = w^KQ_21 = 0; use FullLSAFlow for this init"
-            )
+        _check_init(self.moments, init, reduced=True)
         V = self._basis["V"]
         Up = V.T @ init.U @ V
         off = Up - np.diag(np.diag(Up))
@@ -308,3 +309,21 @@ class EigenLSAFlow(_Common):
 
     def conserved(self, y: np.ndarray) -> float:
         return float(y[0] ** 2 - np.sum(self.U_eigen(y) ** 2))
+
+
+FlowName = Literal["eigen", "reduced", "full"]
+
+#: The flows by name: ``eigen`` (reduced ODE in Lambda's eigenbasis, d + 2 numbers), ``reduced``
+#: ((U, u), d^2 + 1 numbers) and ``full`` (all weights, 2 (d+1)^2 numbers, autograd).
+FLOWS: dict[str, type[FullLSAFlow] | type[ReducedLSAFlow] | type[EigenLSAFlow]] = {
+    "eigen": EigenLSAFlow,
+    "reduced": ReducedLSAFlow,
+    "full": FullLSAFlow,
+}
+
+
+def make_flow(name: str, moments: LSAMoments) -> LSAFlow:
+    """The flow called ``name`` (a key of :data:`FLOWS`) on the data ``moments``."""
+    if name not in FLOWS:
+        raise ParameterError(f"flow must be one of {sorted(FLOWS)}, got {name!r}")
+    return FLOWS[name](moments)

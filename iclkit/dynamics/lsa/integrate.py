@@ -3,8 +3,9 @@
 Stepping is done by scipy's adaptive solvers (``scipy.integrate`` RK45, DOP853, Radau, BDF,
 LSODA) driven step by step, so that the run can stop at a steady state (gradient norm below
 ``gradient_tol``), at a user condition (``stop_when``), or on divergence, with step counts,
-function evaluations and wall time reported. float64 throughout. Used for ZFB's Theorem 4.1
-check (``dynamics.md`` D.4) and its MoR analogue.
+function evaluations and wall time reported (:class:`~iclkit.dynamics.status.SolverStats`).
+float64 throughout. Used for ZFB's Theorem 4.1 check and its MoR analogue;
+:func:`iclkit.dynamics.lsa.simulate_lsa` drives it from one :class:`~.config.LSAConfig`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from tqdm import tqdm
 
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
-from ..status import Status
+from ..status import SolverStats, Status
 from .flow import LSAFlow
 from .init import LSAInit
 
-__all__ = ["Simulation", "Status", "simulate"]
+__all__ = ["METHODS", "Simulation", "simulate"]
 
-_METHODS: dict[str, type[sci.OdeSolver]] = {
+METHODS: dict[str, type[sci.OdeSolver]] = {
     "RK45": sci.RK45,
     "DOP853": sci.DOP853,
     "Radau": sci.Radau,
@@ -51,7 +52,8 @@ class Simulation:
     G_final : (d, d)  effective matrix uU + p q^T at the end
     status : Status
     message : str  what happened and what to do about it
-    stats : dict  steps, nfev, njev, nlu, wall_time_s, method, rtol, atol
+    stats : SolverStats  steps, function evaluations, wall time, method; ``extra`` holds
+        rtol, atol, njev, nlu, the flow's name and the state dimension
     flow : the (bound) flow that was integrated
     """
 
@@ -65,7 +67,7 @@ class Simulation:
     G_final: np.ndarray
     status: Status
     message: str
-    stats: dict[str, object]
+    stats: SolverStats
     flow: LSAFlow
 
     @property
@@ -118,8 +120,8 @@ def simulate(
     progress : bool
         tqdm bar over time (only on a TTY).
     """
-    if method not in _METHODS:
-        raise ParameterError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     rtol = check_positive(rtol, "rtol")
     atol = check_positive(atol, "atol")
     if gradient_tol is not None:
@@ -139,7 +141,7 @@ def simulate(
         if jac0 is not None:
             kwargs["jac"] = flow.jac
     start = time.perf_counter()
-    solver = _METHODS[method](flow.rhs, t0, y0, t1, **kwargs)
+    solver = METHODS[method](flow.rhs, t0, y0, t1, **kwargs)
     ts, ys = [t0], [y0.copy()]
     status, message = Status.MAX_TIME, ""
     steps = 0
@@ -205,33 +207,34 @@ def simulate(
         ys.append(solver.y.copy())
     states = np.array(ys)
     times = np.array(ts)
-    stats: dict[str, object] = {
-        "method": method,
-        "rtol": rtol,
-        "atol": atol,
-        "steps": steps,
-        "nfev": int(solver.nfev),
-        "njev": int(getattr(solver, "njev", 0)),
-        "nlu": int(getattr(solver, "nlu", 0)),
-        "wall_time_s": wall,
-        "flow": flow.name,
-        "dim": int(y0.shape[0]),
-    }
+    stats = SolverStats(
+        steps=steps,
+        function_evaluations=int(solver.nfev),
+        wall_time_s=wall,
+        method=method,
+        extra={
+            "rtol": rtol,
+            "atol": atol,
+            "njev": int(getattr(solver, "njev", 0)),
+            "nlu": int(getattr(solver, "nlu", 0)),
+            "flow": flow.name,
+            "dim": int(y0.shape[0]),
+        },
+    )
     finite = np.all(np.isfinite(states), axis=1)
     nan = float("nan")
+
+    def along(quantity: Callable[[np.ndarray], float]) -> np.ndarray:
+        """``quantity`` at every recorded state (nan where the state is not finite)."""
+        return np.array([quantity(y) if ok else nan for y, ok in zip(states, finite, strict=True)])
+
     return Simulation(
         times=times,
         states=states,
-        loss=np.array([flow.loss(y) if f else nan for y, f in zip(states, finite, strict=False)]),
-        loss_gap=np.array(
-            [flow.loss_gap(y) if f else nan for y, f in zip(states, finite, strict=False)]
-        ),
-        conserved=np.array(
-            [flow.conserved(y) if f else nan for y, f in zip(states, finite, strict=False)]
-        ),
-        gradient_norm=np.array(
-            [flow.gradient_norm(y) if f else nan for y, f in zip(states, finite, strict=False)]
-        ),
+        loss=along(flow.loss),
+        loss_gap=along(flow.loss_gap),
+        conserved=along(flow.conserved),
+        gradient_norm=along(flow.gradient_norm),
         final_state=states[-1],
         G_final=flow.G(states[-1]) if finite[-1] else np.full((flow.moments.d,) * 2, nan),
         status=status,
