@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "COLORS",
@@ -44,7 +45,7 @@ COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 
 #: rcParams applied while a figure is saved: TrueType (Type 42) fonts in PDF/PS, which journals
 #: require, instead of matplotlib's Type 3 default.
-FIGURE_RC: Mapping[str, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
+FIGURE_RC: Mapping[RcKeyType, Any] = {"pdf.fonttype": 42, "ps.fonttype": 42}
 
 
 def write_atomically(path: str, write: Callable[[IO[bytes]], object]) -> str:
