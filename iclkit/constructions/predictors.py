@@ -20,7 +20,7 @@ Baselines (``SPEC.md`` "Data", "Algorithms"):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -31,9 +31,10 @@ from iclkit.theory.mor import MoRBatch
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
-from .algorithms import _log_joint, em, gradient_em, ols, ridge
+from .algorithms import EMResult, _log_joint, em, gradient_em, ols, ridge
 
 __all__ = [
+    "LOCAL_INIT_RHO",
     "BayesPredictor",
     "EMPredictor",
     "GradientEMPredictor",
@@ -48,11 +49,22 @@ __all__ = [
 
 InitMethod = Literal["local", "random", "spectral"]
 
+#: Relative perturbation of the "local" initialisation: the truth moved by 10% of its norm, well
+#: inside the local-convergence region the theory assumes and far enough to need the iterations.
+LOCAL_INIT_RHO = 0.1
+
+#: Floor of a norm before dividing by it (above float64's smallest normal number).
+_TINY = 1e-300
+
 
 class Predictor(Protocol):
-    """``predictor(batch, positions) -> (B, len(positions))`` predictions of ``y_m``."""
+    """``predictor(batch, positions) -> (B, len(positions))`` predictions of ``y_m``.
 
-    name: str
+    ``name`` is read-only, so frozen dataclasses satisfy the protocol.
+    """
+
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor: ...
 
@@ -71,7 +83,7 @@ def initial_estimate(
     betas: torch.Tensor,
     *,
     method: InitMethod = "local",
-    rho: float = 0.1,
+    rho: float = LOCAL_INIT_RHO,
     generator: torch.Generator,
     X: torch.Tensor | None = None,
     y: torch.Tensor | None = None,
@@ -123,7 +135,7 @@ def initial_estimate(
         return noise
     if method != "local":
         raise ParameterError(f"init must be 'local', 'random' or 'spectral', got {method!r}")
-    u = noise / torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(1e-300)
+    u = noise / torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(_TINY)
     return betas + rho * torch.linalg.vector_norm(betas, dim=-1, keepdim=True) * u
 
 
@@ -138,6 +150,46 @@ def _linear_predictions(batch: MoRBatch, positions: list[int], fit: object) -> t
         w = fit(batch.X[:, :m], batch.y[:, :m], m)  # type: ignore[operator]
         out.append(torch.einsum("bd,bd->b", batch.X[:, m], w))
     return torch.stack(out, dim=1)
+
+
+@dataclass(frozen=True)
+class _InitStream:
+    """Where a plug-in predictor starts on the prefix of length m: :func:`initial_estimate`
+    drawn from stream ``(seed, stream, m)``."""
+
+    seed: int
+    stream: str
+    method: InitMethod
+    rho: float
+    symmetric: bool
+
+    def draw(self, batch: MoRBatch, X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
+        g = make_generator(derive_seed(self.seed, self.stream, m))
+        return initial_estimate(
+            batch.betas,
+            method=self.method,
+            rho=self.rho,
+            generator=g,
+            X=X,
+            y=y,
+            symmetric=self.symmetric,
+        )
+
+
+def _plug_in_predictions(
+    batch: MoRBatch,
+    positions: Sequence[int] | None,
+    start: _InitStream,
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], EMResult],
+) -> torch.Tensor:
+    """The plug-in oracle ``x_m^T sum_k pi_hat_k beta_hat_k`` with ``(pi_hat, beta_hat)`` from
+    ``run(X_prefix, y_prefix, init)`` on each prefix; returns (B, P)."""
+
+    def fit(X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
+        res = run(X, y, start.draw(batch, X, y, m))
+        return torch.einsum("bk,bkd->bd", res.pi, res.betas)
+
+    return _linear_predictions(batch, resolve_positions(batch, positions), fit)
 
 
 @dataclass(frozen=True)
@@ -223,24 +275,19 @@ class EMPredictor:
 
     T: int = 20
     init: InitMethod = "local"
-    rho: float = 0.1
+    rho: float = LOCAL_INIT_RHO
     estimate_pi: bool = True
     seed: int = 0
     name: str = "em"
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
-        pos = resolve_positions(batch, positions)
+        pi0 = None if self.estimate_pi else batch.pi
 
-        def fit(X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
-            g = make_generator(derive_seed(self.seed, "em-init", m))
-            init = initial_estimate(
-                batch.betas, method=self.init, rho=self.rho, generator=g, X=X, y=y
-            )
-            pi0 = None if self.estimate_pi else batch.pi
-            res = em(X, y, init, batch.sigma, pi0, T=self.T, estimate_pi=self.estimate_pi)
-            return torch.einsum("bk,bkd->bd", res.pi, res.betas)
+        def run(X: torch.Tensor, y: torch.Tensor, init: torch.Tensor) -> EMResult:
+            return em(X, y, init, batch.sigma, pi0, T=self.T, estimate_pi=self.estimate_pi)
 
-        return _linear_predictions(batch, pos, fit)
+        start = _InitStream(self.seed, "em-init", self.init, self.rho, symmetric=False)
+        return _plug_in_predictions(batch, positions, start, run)
 
 
 @dataclass(frozen=True)
@@ -253,28 +300,17 @@ class GradientEMPredictor:
     T_inner: int = 1
     alpha: float = 1.0
     init: InitMethod = "local"
-    rho: float = 0.1
+    rho: float = LOCAL_INIT_RHO
     estimate_pi: bool = False
     symmetric: bool = False
     seed: int = 0
     name: str = "gradient_em"
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
-        pos = resolve_positions(batch, positions)
+        pi0 = None if (self.estimate_pi or self.symmetric) else batch.pi
 
-        def fit(X: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
-            g = make_generator(derive_seed(self.seed, "gem-init", m))
-            init = initial_estimate(
-                batch.betas,
-                method=self.init,
-                rho=self.rho,
-                generator=g,
-                X=X,
-                y=y,
-                symmetric=self.symmetric,
-            )
-            pi0 = None if (self.estimate_pi or self.symmetric) else batch.pi
-            res = gradient_em(
+        def run(X: torch.Tensor, y: torch.Tensor, init: torch.Tensor) -> EMResult:
+            return gradient_em(
                 X,
                 y,
                 init,
@@ -286,9 +322,9 @@ class GradientEMPredictor:
                 estimate_pi=self.estimate_pi,
                 symmetric=self.symmetric,
             )
-            return torch.einsum("bk,bkd->bd", res.pi, res.betas)
 
-        return _linear_predictions(batch, pos, fit)
+        start = _InitStream(self.seed, "gem-init", self.init, self.rho, symmetric=self.symmetric)
+        return _plug_in_predictions(batch, positions, start, run)
 
 
 @dataclass(frozen=True)

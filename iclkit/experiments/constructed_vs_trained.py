@@ -21,18 +21,24 @@ the trained model *not* to implement EM (``mor.md`` §7.1); this module measures
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import matplotlib
 import torch
 
 from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
-from iclkit.constructions.predictors import initial_estimate
-from iclkit.io import save_figure as save_figure_atomically
+from iclkit.constructions.predictors import LOCAL_INIT_RHO, initial_estimate
+from iclkit.io import COLORS, new_figure, save_figure
 from iclkit.theory.metrics import RiskEstimate, excess_risk_vs_oracle
 from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int_fields,
+    check_positive,
+    check_real,
+)
 
 from .models import ModelConfig
 from .training import TrainConfig, train
@@ -46,6 +52,26 @@ __all__ = [
     "probe_r2",
 ]
 
+#: The comparison is for two components (the symmetric-weight, non-tied form of Theorem 3.1).
+K = 2
+PI = (0.5, 0.5)
+
+#: Ridge penalty of the probe, relative to the mean squared feature times the rows fitted: small
+#: enough not to bias a linear read-out, large enough to keep the solve well posed when the
+#: hidden size exceeds the number of prompts.
+PROBE_RIDGE = 1e-3
+
+#: Added to the feature scale so an all-zero representation still gives a solvable system.
+_SCALE_FLOOR = 1e-12
+
+FONT_SIZE = 9  # points
+LEGEND_FONT_SIZE = 7
+TITLE_FONT_SIZE = 8
+FIGURE_SIZE = (8.0, 3.3)  # inches: two panels side by side
+DIAGONAL_GREY = "0.6"
+#: Probes with this many layers or more are drawn without markers (they would overlap).
+_MARKER_MAX_LAYERS = 20
+
 
 @dataclass(frozen=True)
 class ComparisonConfig:
@@ -54,8 +80,9 @@ class ComparisonConfig:
     Parameters
     ----------
     d, n, sigma : prompt distribution (fixed sigma: one construction for all prompts).
-    T_outer, relu_terms : the construction's gradient-EM iterations and ReLU terms per
-        nonlinearity (its depth grows with both).
+    T_outer, T_inner, alpha, relu_terms : the construction's gradient-EM iterations, gradient
+        steps per iteration and their size, and ReLU terms per nonlinearity (its depth grows
+        with the iterations and the terms).
     rho : relative perturbation of the construction's initial estimate.
     prompts : held-out prompts (half fit the probes, half score them).
     D, layers, heads, steps, batch_size, lr : the trained ReLU-attention encoder.
@@ -66,8 +93,10 @@ class ComparisonConfig:
     n: int = 40
     sigma: float = 0.5
     T_outer: int = 4
+    T_inner: int = 1
+    alpha: float = 1.0
     relu_terms: int = 16
-    rho: float = 0.1
+    rho: float = LOCAL_INIT_RHO
     prompts: int = 256
     D: int = 32
     layers: int = 3
@@ -78,14 +107,15 @@ class ComparisonConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int(self.d, "d", minimum=1)
-        check_int(self.n, "n", minimum=2)
+        # relu_terms >= 4: the smallest flat-extended interpolation with two intervals;
+        # prompts >= 8: each half (probe fit / probe score) needs at least 4 prompts.
+        check_int_fields(
+            self,
+            {"d": 1, "n": 2, "T_outer": 1, "T_inner": 1, "relu_terms": 4, "prompts": 8, "steps": 1},
+        )
         check_positive(self.sigma, "sigma")
-        check_int(self.T_outer, "T_outer", minimum=1)
-        check_int(self.relu_terms, "relu_terms", minimum=4)
+        check_positive(self.alpha, "alpha")
         check_real(self.rho, "rho", minimum=0.0)
-        check_int(self.prompts, "prompts", minimum=8)
-        check_int(self.steps, "steps", minimum=1)
 
 
 COMPARISON_SCALES: dict[str, ComparisonConfig] = {
@@ -126,7 +156,7 @@ class ComparisonResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def probe_r2(features: torch.Tensor, target: torch.Tensor, *, lam: float = 1e-3) -> float:
+def probe_r2(features: torch.Tensor, target: torch.Tensor, *, lam: float = PROBE_RIDGE) -> float:
     """Held-out R^2 of a ridge probe ``features (B, F) -> target (B, d)``.
 
     Fitted on the first half of the rows (with an intercept), scored on the second half:
@@ -139,7 +169,7 @@ def probe_r2(features: torch.Tensor, target: torch.Tensor, *, lam: float = 1e-3)
     Y = target.to(torch.float64)
     h = B // 2
     A, Yf = F_[:h], Y[:h]
-    scale = float(A.pow(2).mean()) + 1e-12
+    scale = float(A.pow(2).mean()) + _SCALE_FLOOR
     W = torch.linalg.solve(
         A.T @ A + lam * scale * h * torch.eye(A.shape[1], dtype=A.dtype), A.T @ Yf
     )
@@ -153,12 +183,12 @@ def compare_trained_and_constructed(
 ) -> ComparisonResult:
     """Train the encoder, build the construction, and compare them on the same prompts."""
     c = config
-    data = MoRConfig(d=c.d, K=2, n=c.n, sigma=c.sigma)
+    data = MoRConfig(d=c.d, K=K, n=c.n, sigma=c.sigma)
     t0 = time.perf_counter()
     trained = train(
         ModelConfig(d=c.d, max_n=c.n, D=c.D, layers=c.layers, heads=c.heads, arch="relu_encoder"),
         data,
-        TrainConfig(steps=c.steps, batch_size=c.batch_size, lr=c.lr, warmup=100, seed=c.seed),
+        TrainConfig(steps=c.steps, batch_size=c.batch_size, lr=c.lr, seed=c.seed),
         checkpoint=checkpoint,
         progress=progress,
     )
@@ -170,7 +200,16 @@ def compare_trained_and_constructed(
         states_tr = model.hidden_states(batch.X, batch.y)
     t1 = time.perf_counter()
     tf = build_gradient_em_transformer(
-        c.d, 2, c.n, c.sigma, c.T_outer, 1, 1.0, c.relu_terms, symmetric=False, pi=(0.5, 0.5)
+        c.d,
+        K,
+        c.n,
+        c.sigma,
+        c.T_outer,
+        T_inner=c.T_inner,
+        alpha=c.alpha,
+        relu_terms=c.relu_terms,
+        symmetric=False,
+        pi=PI,
     )
     init = initial_estimate(
         batch.betas, rho=c.rho, generator=make_generator(derive_seed(c.seed, "tvc-init"))
@@ -197,54 +236,49 @@ def compare_trained_and_constructed(
             "train_seconds": t_train,
             "construction_seconds": t_con,
             "train_final_loss": trained.final_loss,
-            "config": c.__dict__,
+            "config": asdict(c),
         },
     )
 
 
 def draw_comparison(result: ComparisonResult, out_stem: str) -> tuple[str, str]:
     """Scatter of the two models' predictions and probe R^2 vs relative depth (PDF + PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     r = result
-    with plt.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 9}):
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.0, 3.3))
+    blue, vermillion, green = COLORS[0], COLORS[1], COLORS[2]
+    with matplotlib.rc_context({"font.size": FONT_SIZE}):
+        fig = new_figure(figsize=FIGURE_SIZE)
+        a1, a2 = fig.subplots(1, 2)
         lo = float(torch.cat([r.y_trained, r.y_constructed, r.y_oracle]).min())
         hi = float(torch.cat([r.y_trained, r.y_constructed, r.y_oracle]).max())
-        a1.plot([lo, hi], [lo, hi], color="0.6", linewidth=0.8)
+        a1.plot([lo, hi], [lo, hi], color=DIAGONAL_GREY, linewidth=0.8)
+        a1.scatter(r.y_constructed, r.y_trained, s=6, color=blue, label="trained vs constructed")
         a1.scatter(
-            r.y_constructed, r.y_trained, s=6, color="#0072B2", label="trained vs constructed"
-        )
-        a1.scatter(
-            r.y_oracle, r.y_trained, s=6, color="#D55E00", alpha=0.5, label="trained vs oracle"
+            r.y_oracle, r.y_trained, s=6, color=vermillion, alpha=0.5, label="trained vs oracle"
         )
         a1.set_xlabel("constructed (Thm 3.1) / oracle prediction")
         a1.set_ylabel("trained transformer prediction")
         a1.set_title(
             f"gap E(y_tr - y_con)^2 = {r.prediction_gap.mean:.3g} ± {r.prediction_gap.se:.1g}",
-            fontsize=8,
+            fontsize=TITLE_FONT_SIZE,
         )
-        a1.legend(fontsize=7, frameon=False)
+        a1.legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         for probe, name, col in (
-            (r.probe_trained, "trained", "#0072B2"),
-            (r.probe_constructed, f"constructed (L = {r.constructed_layers})", "#009E73"),
+            (r.probe_trained, "trained", blue),
+            (r.probe_constructed, f"constructed (L = {r.constructed_layers})", green),
         ):
             depth = [i / max(1, len(probe) - 1) for i in range(len(probe))]
-            a2.plot(depth, probe, color=col, marker="o" if len(probe) < 20 else None, label=name)
+            marker = "o" if len(probe) < _MARKER_MAX_LAYERS else None
+            a2.plot(depth, probe, color=col, marker=marker, label=name)
         a2.set_xlabel("relative depth (layer / L)")
         a2.set_ylabel("probe R^2 of w_orc (held out)")
         a2.set_ylim(min(-0.1, min(r.probe_trained + r.probe_constructed)), 1.05)
-        a2.legend(fontsize=7, frameon=False)
+        a2.legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         a2.grid(True, alpha=0.25)
         fig.suptitle(
             f"K = 2: trained ReLU-attention transformer vs Theorem 3.1 construction; excess risk "
             f"trained {r.excess_trained.mean:.3g}, constructed {r.excess_constructed.mean:.3g}",
-            fontsize=8,
+            fontsize=TITLE_FONT_SIZE,
         )
         fig.tight_layout()
-        pdf, png = save_figure_atomically(fig, out_stem, bbox_inches="tight", dpi=150)
-        plt.close(fig)
+        pdf, png = save_figure(fig, out_stem)
     return pdf, png

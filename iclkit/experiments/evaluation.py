@@ -21,24 +21,26 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import torch
 
 from iclkit.constructions.predictors import (
+    LOCAL_INIT_RHO,
     BayesPredictor,
     EMPredictor,
     GradientEMPredictor,
     OLSPredictor,
     OraclePredictor,
+    Predictor,
     ZeroPredictor,
     resolve_positions,
 )
 from iclkit.theory.metrics import excess_risk, excess_risk_vs_oracle, prediction_mse
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
-from iclkit.theory.validation import ParameterError, check_int
+from iclkit.theory.validation import ParameterError, check_int, check_int_fields
 
 from .models import ICLTransformer
 
@@ -46,14 +48,8 @@ __all__ = ["BASELINES", "EvalConfig", "EvalResult", "TransformerPredictor", "eva
 
 BASELINES: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes", "zero")
 
-
-class Predictor(Protocol):
-    """The shared signature of :mod:`iclkit.constructions.predictors` (read-only ``name``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor: ...
+#: Characters of an exception message kept in a failure entry (one line of a report).
+_FAILURE_MESSAGE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -115,11 +111,10 @@ class EvalConfig:
     methods: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes")
     em_T: int = 20
     alpha: float = 1.0
-    rho: float = 0.1
+    rho: float = LOCAL_INIT_RHO
 
     def __post_init__(self) -> None:
-        check_int(self.prompts, "prompts", minimum=2)
-        check_int(self.em_T, "em_T", minimum=0)
+        check_int_fields(self, {"prompts": 2, "em_T": 0})
         unknown = [m for m in self.methods if m not in BASELINES]
         if unknown:
             raise ParameterError(f"methods: unknown baseline(s) {unknown}; choose from {BASELINES}")
@@ -245,7 +240,7 @@ def _predict(
         try:
             out[:, j] = pred(batch, [m])[:, 0]
         except (RuntimeError, ParameterError) as exc:
-            failed[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            failed[m] = f"{type(exc).__name__}: {str(exc)[:_FAILURE_MESSAGE_CHARS]}"
     return out, failed
 
 

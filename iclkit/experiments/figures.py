@@ -9,8 +9,9 @@ reviews / brief]); the exact axes of the paper are [NOT FOUND]:
 - fig4: excess test risk at the full prompt vs the hidden size D; log-log (base 2 in x).
 
 One colour per SNR; the transformer is a solid line with a +-1 standard-error band, the EM
-baseline (random init, ``em``) the same colour dashed. Saved as PDF (TrueType fonts,
-``pdf.fonttype = 42``) and PNG, each written atomically. With several seeds per point the
+baseline (random init, ``em``) the same colour dashed. Drawn on a figure that pyplot never
+sees (:func:`iclkit.io.new_figure`) and saved as PDF (TrueType fonts) and PNG, each written
+atomically (:func:`iclkit.io.save_figure`). With several seeds per point the
 mean over seeds is drawn and the band is the combined standard error
 ``sqrt(sum se_i^2 / k^2 + var_between / k)``.
 """
@@ -21,19 +22,34 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
-from iclkit.io import save_figure as save_figure_atomically
+from iclkit.io import COLORS, new_figure, save_figure
 from iclkit.theory.validation import ParameterError
 
-from .sweep import FIGURES, read_results
+from .cells import FIGURES
+from .storage import read_results
 
 __all__ = ["FigureResult", "draw_figure"]
 
 _X = {"fig2": ("B", "number of training prompts B"), "fig3": ("d", "dimension d"),
       "fig4": ("D", "hidden size D")}  # fmt: skip
-_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]  # Okabe-Ito
+
+#: Method drawn -> line style: the transformer solid, the EM baseline (random init) dashed.
+_METHODS = {"transformer": "-", "em": "--"}
+
+FONT_SIZE = 9  # points: legible at a single-column width of ~3.3 in
+LEGEND_FONT_SIZE = 7
+PANEL_SIZE = (3.0, 2.9)  # inches, one fig1 panel per K
+SINGLE_SIZE = (4.2, 3.2)  # inches, figs 2-4
+BAND_ALPHA = 0.18  # opacity of the +-1 standard-error band
+GRID_ALPHA = 0.25
+
+#: The band's lower edge is kept above this fraction of the curve, so it stays positive (and
+#: drawable) on a log axis when the standard error exceeds the mean.
+_BAND_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -57,15 +73,30 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.groupby(keys).apply(combine, include_groups=False).reset_index()
 
 
-def _save(fig: Any, path_stem: str) -> tuple[str, str]:
-    pdf, png = save_figure_atomically(fig, path_stem, bbox_inches="tight", dpi=150)
-    return pdf, png
+def _band(ax: Any, x: np.ndarray, y: np.ndarray, se: np.ndarray, **kw: Any) -> None:
+    lo = np.maximum(y - se, y * _BAND_FLOOR)
+    ax.plot(x, y, **kw)
+    ax.fill_between(x, lo, y + se, color=kw.get("color"), alpha=BAND_ALPHA, linewidth=0)
 
 
-def _band(ax: object, x: np.ndarray, y: np.ndarray, se: np.ndarray, **kw: object) -> None:
-    lo = np.maximum(y - se, y * 1e-3)  # keep the band positive on log axes
-    ax.plot(x, y, **kw)  # type: ignore[attr-defined]
-    ax.fill_between(x, lo, y + se, color=kw.get("color"), alpha=0.18, linewidth=0)  # type: ignore[attr-defined]
+def _curves(ax: Any, pts: pd.DataFrame, xkey: str, snrs: list[float], markersize: float) -> None:
+    """One curve with its band per SNR (colour) and method (line style), along ``xkey``."""
+    for i, s in enumerate(snrs):
+        for meth, ls in _METHODS.items():
+            g = pts[(pts.snr == s) & (pts.method == meth)].sort_values(xkey)
+            if g.empty:
+                continue
+            _band(
+                ax,
+                g[xkey].to_numpy(float),
+                g["excess_risk"].to_numpy(float),
+                g["se"].to_numpy(float),
+                color=COLORS[i % len(COLORS)],
+                linestyle=ls,
+                marker="o" if meth == "transformer" else None,
+                markersize=markersize,
+                label=f"{'TF' if meth == 'transformer' else 'EM'}, SNR {s:g}",
+            )
 
 
 def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> FigureResult:
@@ -79,83 +110,46 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
     """
     if figure not in FIGURES:
         raise ParameterError(f"figure must be one of {FIGURES}, got {figure!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     frame = read_results(results) if isinstance(results, str) else results
     frame = frame[frame["figure"] == figure]
     if frame.empty:
         raise ParameterError(f"--results: no rows for {figure}")
-    methods = {"transformer": "-", "em": "--"}
-    frame = frame[frame["method"].isin(list(methods))]
+    frame = frame[frame["method"].isin(list(_METHODS))]
     snrs = sorted(frame["snr"].unique())
-    colour = {s: _COLOURS[i % len(_COLOURS)] for i, s in enumerate(snrs)}
-    with plt.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 9}):
+    with matplotlib.rc_context({"font.size": FONT_SIZE}):
         if figure == "fig1":
             Ks = sorted(frame["K"].unique())
-            fig, axes = plt.subplots(
-                1, len(Ks), figsize=(3.0 * len(Ks), 2.9), squeeze=False, sharey=True
-            )
+            fig = new_figure(figsize=(PANEL_SIZE[0] * len(Ks), PANEL_SIZE[1]))
+            axes = fig.subplots(1, len(Ks), squeeze=False, sharey=True)
             pts = _aggregate(frame, ["K", "snr", "method", "position"])
             for ax, K in zip(axes[0], Ks, strict=True):
-                for s in snrs:
-                    for meth, ls in methods.items():
-                        g = pts[(pts.K == K) & (pts.snr == s) & (pts.method == meth)]
-                        g = g.sort_values("position")
-                        if g.empty:
-                            continue
-                        _band(
-                            ax,
-                            g["position"].to_numpy(float),
-                            g["excess_risk"].to_numpy(float),
-                            g["se"].to_numpy(float),
-                            color=colour[s],
-                            linestyle=ls,
-                            marker="o" if meth == "transformer" else None,
-                            markersize=2.5,
-                            label=f"{'TF' if meth == 'transformer' else 'EM'}, SNR {s:g}",
-                        )
+                _curves(ax, pts[pts.K == K], "position", snrs, markersize=2.5)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_title(f"K = {K}")
                 ax.set_xlabel("prompt length n")
-                ax.grid(True, which="both", alpha=0.25)
+                ax.grid(True, which="both", alpha=GRID_ALPHA)
             axes[0][0].set_ylabel("excess test risk")
-            axes[0][-1].legend(fontsize=7, frameon=False)
+            axes[0][-1].legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         else:
             xkey, xlabel = _X[figure]
             sub = frame[frame["position"] == frame["n"]]
             if figure == "fig2":
                 sub = sub[sub["B"].notna()]
             pts = _aggregate(sub, ["snr", "method", xkey])
-            fig, ax = plt.subplots(figsize=(4.2, 3.2))
-            for s in snrs:
-                for meth, ls in methods.items():
-                    g = pts[(pts.snr == s) & (pts.method == meth)].sort_values(xkey)
-                    if g.empty:
-                        continue
-                    _band(
-                        ax,
-                        g[xkey].to_numpy(float),
-                        g["excess_risk"].to_numpy(float),
-                        g["se"].to_numpy(float),
-                        color=colour[s],
-                        linestyle=ls,
-                        marker="o" if meth == "transformer" else None,
-                        markersize=3,
-                        label=f"{'TF' if meth == 'transformer' else 'EM'}, SNR {s:g}",
-                    )
+            fig = new_figure(figsize=SINGLE_SIZE)
+            ax = fig.subplots()
+            _curves(ax, pts, xkey, snrs, markersize=3)
             if figure in ("fig2", "fig4"):
                 ax.set_xscale("log", base=2 if figure == "fig4" else 10)
             ax.set_yscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("excess test risk (full prompt)")
-            ax.grid(True, which="both", alpha=0.25)
-            ax.legend(fontsize=7, frameon=False)
+            ax.grid(True, which="both", alpha=GRID_ALPHA)
+            ax.legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         K_txt = "" if figure == "fig1" else f", K = {int(frame['K'].iloc[0])}"
-        fig.suptitle(f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}", fontsize=9, y=1.02)
-        pdf, png = _save(fig, out_stem)
-        plt.close(fig)
+        fig.suptitle(
+            f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}", fontsize=FONT_SIZE, y=1.02
+        )
+        pdf, png = save_figure(fig, out_stem)
     return FigureResult(figure, pdf, png, pts)
