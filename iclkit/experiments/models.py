@@ -30,19 +30,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from iclkit.theory.rng import make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_shape
+from iclkit.theory.validation import ParameterError, check_choice, check_int_fields, check_shape
 
 __all__ = ["ARCHITECTURES", "ICLTransformer", "ModelConfig", "build_model"]
 
 Architecture = Literal["gpt2", "relu_encoder"]
-ARCHITECTURES: tuple[str, ...] = ("gpt2", "relu_encoder")
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+
+#: Standard deviation of the GPT-2 weight initialisation, N(0, 0.02^2) (Radford et al.).
+INIT_STD = 0.02
+
+#: Width of the MLP after attention, in multiples of the hidden size D (GPT-2's 4D).
+MLP_EXPANSION = 4
 
 
 @dataclass(frozen=True)
@@ -78,17 +84,12 @@ class ModelConfig:
     norm: bool = True
 
     def __post_init__(self) -> None:
-        check_int(self.d, "d", minimum=1)
-        check_int(self.max_n, "max_n", minimum=1)
-        check_int(self.D, "D", minimum=1)
-        check_int(self.layers, "layers", minimum=1)
-        check_int(self.heads, "heads", minimum=1)
+        check_int_fields(self, dict.fromkeys(("d", "max_n", "D", "layers", "heads"), 1))
         if self.D % self.heads != 0:
             raise ParameterError(
                 f"heads must divide D (D={self.D}, heads={self.heads}): head size is D / heads"
             )
-        if self.arch not in ARCHITECTURES:
-            raise ParameterError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        check_choice(self.arch, "arch", ARCHITECTURES)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -140,8 +141,8 @@ class _ReLUAttention(nn.Module):
 class _MLP(nn.Module):
     def __init__(self, D: int, activation: str) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(D, 4 * D)
-        self.c_proj = nn.Linear(4 * D, D)
+        self.c_fc = nn.Linear(D, MLP_EXPANSION * D)
+        self.c_proj = nn.Linear(MLP_EXPANSION * D, D)
         self.activation = activation
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -215,7 +216,7 @@ class ICLTransformer(nn.Module):
                 elif ".ln_" in name or name.startswith("ln_f"):
                     p.fill_(1.0)
                 else:
-                    std = 0.02 * (
+                    std = INIT_STD * (
                         resid_scale if name.endswith(("c_proj.weight", "out.weight")) else 1
                     )
                     p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * std)

@@ -26,15 +26,22 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from tqdm.auto import tqdm
 
-from iclkit.io import write_atomically
+from iclkit.io import to_jsonable, write_atomically
 from iclkit.theory.mor import MoRBatch, MoRConfig, PromptPool, fresh_batch
 from iclkit.theory.rng import derive_seed
-from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
+from iclkit.theory.validation import (
+    ParameterError,
+    check_choice,
+    check_int,
+    check_int_fields,
+    check_positive,
+    check_real,
+)
 
 from .models import ICLTransformer, ModelConfig, build_model
 
@@ -48,6 +55,17 @@ __all__ = [
 ]
 
 Mode = Literal["fresh", "fixed"]
+Device = Literal["cpu", "cuda", "auto"]
+
+#: AdamW's betas must stay below 1 (a moment average that never forgets); this is the largest
+#: value accepted.
+_MAX_ADAM_BETA = 0.999999
+
+#: :attr:`TrainResult.final_loss` averages the last 1/20 (5%) of the steps.
+_FINAL_LOSS_FRACTION = 20
+
+#: Steps between refreshes of the progress bar's loss, which is the mean over that window.
+_PROGRESS_WINDOW = 25
 
 
 @dataclass(frozen=True)
@@ -62,11 +80,11 @@ class Curriculum:
     interval: int = 200
 
     def __post_init__(self) -> None:
-        check_int(self.d_start, "curriculum.d_start", minimum=1)
-        check_int(self.n_start, "curriculum.n_start", minimum=1)
-        check_int(self.d_step, "curriculum.d_step", minimum=0)
-        check_int(self.n_step, "curriculum.n_step", minimum=0)
-        check_int(self.interval, "curriculum.interval", minimum=1)
+        check_int_fields(
+            self,
+            {"d_start": 1, "n_start": 1, "d_step": 0, "n_step": 0, "interval": 1},
+            prefix="curriculum.",
+        )
 
     def at(self, step: int, d: int, n: int) -> tuple[int, int]:
         """Active (d, n) at ``step`` for a target (d, n)."""
@@ -114,22 +132,19 @@ class TrainConfig:
     curriculum: Curriculum | None = None
     checkpoint_every: int = 500
     seed: int = 0
-    device: str = "cpu"
+    device: Device = "cpu"
 
     def __post_init__(self) -> None:
-        check_int(self.steps, "steps", minimum=1)
-        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int_fields(
+            self, {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1, "seed": 0}
+        )
         check_positive(self.lr, "lr")
         check_real(self.weight_decay, "weight_decay", minimum=0.0)
-        check_real(self.adam_beta1, "adam_beta1", minimum=0.0, maximum=0.999999)
-        check_real(self.adam_beta2, "adam_beta2", minimum=0.0, maximum=0.999999)
-        check_int(self.warmup, "warmup", minimum=0)
+        check_real(self.adam_beta1, "adam_beta1", minimum=0.0, maximum=_MAX_ADAM_BETA)
+        check_real(self.adam_beta2, "adam_beta2", minimum=0.0, maximum=_MAX_ADAM_BETA)
         check_real(self.min_lr_ratio, "min_lr_ratio", minimum=0.0, maximum=1.0)
         check_real(self.grad_clip, "grad_clip", minimum=0.0)
-        check_int(self.checkpoint_every, "checkpoint_every", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        if self.mode not in ("fresh", "fixed"):
-            raise ParameterError(f"mode must be 'fresh' or 'fixed', got {self.mode!r}")
+        check_choice(self.mode, "mode", get_args(Mode))
         if self.mode == "fixed":
             if self.pool_size is None:
                 raise ParameterError("pool_size must be given (B >= 1) when mode='fixed'")
@@ -140,8 +155,7 @@ class TrainConfig:
                 )
         elif self.pool_size is not None:
             raise ParameterError("pool_size must be None when mode='fresh'")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        check_choice(self.device, "device", get_args(Device))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,7 +185,7 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         """Mean training loss over the last 5% of steps (at least one step)."""
-        k = max(1, self.losses.numel() // 20)
+        k = max(1, self.losses.numel() // _FINAL_LOSS_FRACTION)
         return float(self.losses[-k:].mean()) if self.losses.numel() else float("nan")
 
 
@@ -291,7 +305,11 @@ def train(
         betas=(config.adam_beta1, config.adam_beta2),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    meta = {"model": model_config.to_dict(), "train": _plain(config.to_dict()), "data": repr(data)}
+    meta = {
+        "model": model_config.to_dict(),
+        "train": to_jsonable(config.to_dict()),
+        "data": repr(data),
+    }
     losses = torch.zeros(config.steps, dtype=torch.float32)
     start = 0
     if checkpoint is not None and os.path.exists(checkpoint):
@@ -359,8 +377,9 @@ def train(
             scheduler.step()
             losses[step] = float(loss.detach())
             bar.update(1)
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{float(losses[max(0, step - 24) : step + 1].mean()):.4f}")
+            if step % _PROGRESS_WINDOW == 0:
+                window = losses[max(0, step - _PROGRESS_WINDOW + 1) : step + 1]
+                bar.set_postfix(loss=f"{float(window.mean()):.4f}")
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < end:
                 save(step + 1)
         step = end
@@ -388,12 +407,3 @@ def train(
         },
         message=message,
     )
-
-
-def _plain(obj: Any) -> Any:
-    """Config dicts as plain types (nested dataclasses are already dicts after asdict)."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
