@@ -1,8 +1,9 @@
 """Wall time of ``iclkit check --quick`` (target: < 5 minutes on 2 CPU cores).
 
-Runs the whole quick suite in-process (as the CLI does, single-threaded torch) and prints the
-time of every check, of every group and in total, plus the machine's load average so figures
-taken under load can be told apart. Not a test: nothing is asserted.
+Runs the whole quick suite in-process (:func:`iclkit.checks.run_checks`, as the CLI does,
+single-threaded torch by default) and prints the time of every check, of every group and in
+total, plus the machine's load average so figures taken under load can be told apart. Not a
+test: nothing is asserted.
 
 Usage: ``python benchmarks/bench_check_quick.py [--threads N] [--only NAME ...]``
 """
@@ -15,9 +16,7 @@ import tempfile
 import time
 from collections import defaultdict
 
-import torch
-
-from iclkit.checks.registry import run_checks, select_checks
+from iclkit.checks import CheckConfig, run_checks
 
 
 def main() -> None:
@@ -25,11 +24,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", action="append", default=None)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as out:
+        config = CheckConfig(
+            only=tuple(args.only or ()), out_dir=out, threads=args.threads, progress=False
+        )
         t0 = time.perf_counter()
-        results = run_checks(select_checks(args.only), mode="quick", out_dir=out, progress=False)
+        results = run_checks(config).results
         total = time.perf_counter() - t0
     groups: dict[str, float] = defaultdict(float)
     for r in results:

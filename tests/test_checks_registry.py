@@ -1,4 +1,5 @@
-"""Check registry: registration, selection, capability skips (never PASS), failures, overrides."""
+"""Check registry: registration, selection, skips (never PASS), failures, overrides, and the
+runner :func:`iclkit.checks.run_checks`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from iclkit.checks import CheckConfig, run_checks
 from iclkit.checks import registry as R
 from iclkit.theory.validation import ParameterError
 
@@ -26,14 +29,10 @@ def dummy_checks() -> Iterator[None]:
         ok = ctx.param("ok", False)
         return R.Outcome(ok, 2.0, 1.0, "== 1", {"nan": float("nan")})
 
-    @R.register("dummy.missing", theorem="T3", mark="[2nd]", requires=("iclkit.no_such_module",))
-    def _m(ctx: R.CheckContext) -> R.Outcome:  # pragma: no cover - never reached
-        return R.Outcome(True, 0.0, 0.0, "-")
-
-    @R.register("dummy.missing_attr", theorem="T4", mark="[2nd]")
-    def _a(ctx: R.CheckContext) -> R.Outcome:
-        R.require("iclkit.theory.bounds", "no_such_function")
-        return R.Outcome(True, 0.0, 0.0, "-")  # pragma: no cover
+    @R.register("dummy.skipped", theorem="T3", mark="[2nd]")
+    def _s(ctx: R.CheckContext) -> R.Outcome:
+        """A check that cannot run here."""
+        raise R.CheckSkipped("needs a GPU")
 
     @R.register("dummy.crash", theorem="T5", mark="[2nd]")
     def _c(ctx: R.CheckContext) -> R.Outcome:
@@ -59,7 +58,7 @@ def test_every_registered_check_is_well_formed() -> None:
 def test_select_by_name_group_and_commas(dummy_checks: None) -> None:
     assert [c.name for c in R.select_checks(["dummy.pass"])] == ["dummy.pass"]
     group = [c.name for c in R.select_checks(["dummy"])]
-    assert group[:2] == ["dummy.pass", "dummy.fail"] and len(group) == 5
+    assert group[:2] == ["dummy.pass", "dummy.fail"] and len(group) == 4
     assert [c.name for c in R.select_checks(["dummy.fail,dummy.pass"])] == [
         "dummy.fail",
         "dummy.pass",
@@ -69,19 +68,34 @@ def test_select_by_name_group_and_commas(dummy_checks: None) -> None:
 
 
 def test_statuses(dummy_checks: None, tmp_path: Path) -> None:
-    res = {
-        r.name: r
-        for r in R.run_checks(R.select_checks(["dummy"]), out_dir=tmp_path, progress=False)
-    }
+    run = run_checks(CheckConfig(only=("dummy",), out_dir=tmp_path, progress=False))
+    res = {r.name: r for r in run.results}
     assert res["dummy.pass"].status == "PASS"
     assert res["dummy.fail"].status == "FAIL"
-    # a missing capability is SKIPPED with the reason, never PASS
-    assert res["dummy.missing"].status == "SKIPPED"
-    assert "iclkit.no_such_module" in res["dummy.missing"].details["reason"]
-    assert res["dummy.missing_attr"].status == "SKIPPED"
-    assert "no_such_function" in res["dummy.missing_attr"].details["reason"]
+    # a check that cannot run is SKIPPED with the reason, never PASS
+    assert res["dummy.skipped"].status == "SKIPPED"
+    assert res["dummy.skipped"].details["reason"] == "needs a GPU"
     # a crash is a FAIL that keeps the error
     assert res["dummy.crash"].status == "FAIL" and "boom" in res["dummy.crash"].details["error"]
+    assert run.counts == {"PASS": 1, "FAIL": 2, "SKIPPED": 1} and run.failed
+    assert run.json_path == tmp_path / "report.json" and run.md_path.exists()
+
+
+def test_docstring_is_the_description(dummy_checks: None) -> None:
+    (check,) = R.select_checks(["dummy.skipped"])
+    assert check.description == "A check that cannot run here."
+
+
+def test_groups_run_in_report_order() -> None:
+    groups = [c.group for c in R.all_checks()]
+    order = [g for g in R.GROUP_ORDER if g in groups]
+    assert groups == sorted(groups, key=order.index)
+
+
+def test_run_checks_restores_threads(dummy_checks: None, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    run_checks(CheckConfig(only=("dummy.pass",), out_dir=tmp_path, threads=2, progress=False))
+    assert torch.get_num_threads() == before
 
 
 def test_overrides_and_seed_derivation(dummy_checks: None) -> None:
@@ -117,15 +131,10 @@ def test_bad_arguments() -> None:
         R.run_check("em.loglik_monotone", seed=-1)
     with pytest.raises(ParameterError, match="^name"):
         R.register("nogroup", theorem="x", mark="y")
-
-
-def test_require_propagates_real_import_errors(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a module that exists but is broken is an error (FAIL), not a missing capability (SKIPPED)
-    (tmp_path / "broken_capability_mod.py").write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        R.require("broken_capability_mod")
-    with pytest.raises(R.CheckSkipped):
-        R.require("iclkit.no_such_module")
+    for bad, name in (
+        ({"mode": "medium"}, "^mode"),
+        ({"seed": -1}, "^seed"),
+        ({"threads": 0}, "^threads"),
+    ):
+        with pytest.raises(ParameterError, match=name):
+            CheckConfig(**bad)  # type: ignore[arg-type]

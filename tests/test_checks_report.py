@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from iclkit.checks.registry import CheckResult
-from iclkit.checks.report import format_table, summary, write_report, write_text_atomic
+from iclkit.checks.report import format_table, summary, write_report
 
 
 def _results() -> list[CheckResult]:
@@ -43,7 +43,7 @@ def _results() -> list[CheckResult]:
             None,
             "-",
             0.0,
-            {"reason": "capability x missing"},
+            {"reason": "needs x"},
         ),
     ]
 
@@ -61,7 +61,7 @@ def test_table_lists_every_check_and_reasons() -> None:
         "s",
     ]
     assert "em.a" in text and "PASS" in text and "-0.51" in text
-    assert "skipped: capability x missing" in text and "error: RuntimeError: boom" in text
+    assert "skipped: needs x" in text and "error: RuntimeError: boom" in text
     # the tolerance column shows the band; its reason stays in the report
     assert "reason" not in lines[2]
     assert summary(_results()) == {"PASS": 1, "FAIL": 1, "SKIPPED": 1}
@@ -90,13 +90,6 @@ def test_write_report(tmp_path: Path) -> None:
     assert data["checks"][0]["details"]["plots"] == ["em_a.png", "em_a.pdf"]
     md = m.read_text()
     assert "![em.a](em_a.png)" in md and "(em_a.pdf)" in md
-    assert "Skipped: capability x missing" in md and "| [em.a](#ema) |" in md
+    assert "Skipped: needs x" in md and "| [em.a](#ema) |" in md
     # atomic writes leave no temporary files behind
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.md"]
-
-
-def test_write_text_atomic_replaces(tmp_path: Path) -> None:
-    p = tmp_path / "f.txt"
-    write_text_atomic(p, "one")
-    write_text_atomic(p, "two")
-    assert p.read_text() == "two" and [q.name for q in tmp_path.iterdir()] == ["f.txt"]

@@ -1,3 +1,24 @@
-"""Theorem checks, their registry, and the report (imported only by the CLI)."""
+"""Theorem checks: one small function per claim of the MoR and softmax-dynamics papers (and the
+prior work they build on), their registry, the runner and the report.
+
+Importing this package registers every check: :mod:`~iclkit.checks.em` (reference EM and
+gradient EM rates), :mod:`~iclkit.checks.construction` (the Theorem 3.1 transformer),
+:mod:`~iclkit.checks.lsa` (LSA gradient flow), :mod:`~iclkit.checks.softmax` (softmax-attention
+GD phases) and :mod:`~iclkit.checks.generalization` (the O(L / sqrt(B)) bound).
+"""
 
 from __future__ import annotations
+
+from . import construction, em, generalization, lsa, softmax  # noqa: F401 (registers the checks)
+from .registry import CheckResult, all_checks, run_check, select_checks
+from .suite import CheckConfig, CheckRun, run_checks
+
+__all__ = [
+    "CheckConfig",
+    "CheckResult",
+    "CheckRun",
+    "all_checks",
+    "run_check",
+    "run_checks",
+    "select_checks",
+]

@@ -20,68 +20,66 @@ The construction's forward pass costs O(n^2) per head and layer, so quick grids 
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import numpy as np
+import torch
 
+from iclkit.constructions.algorithms import gradient_em, symmetric_gradient_em_step
+from iclkit.constructions.gradient_em_transformer import (
+    build_gradient_em_transformer,
+    estep_functions,
+    layer_count,
+    layer_formula_text,
+)
+from iclkit.constructions.surrogate_em import general_surrogate_iterates, symmetric_gap_bound
 from iclkit.theory.bounds import theorem_3_1_layers, two_mixture_rates
-from iclkit.theory.rates import fit_rate
-from iclkit.theory.rng import derive_seed
+from iclkit.theory.metrics import sign_invariant_error
+from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
+from iclkit.theory.rng import derive_seed, make_generator
 
-from .plots import rate_plot
-from .registry import CheckContext, Outcome, register, require
+from .inits import HIGH_SNR, LOCAL_RHO, local_init
+from .rate_check import PlotLabels, SlopeBand, rate_check, rms_by_group
+from .registry import CheckContext, Outcome, register
 
-_MOD = "iclkit.constructions.gradient_em_transformer"
 _THEOREM = "MoR Thm 3.1: <= 4-head ReLU-attention transformer runs gradient EM"
-
-
-def _tf_module() -> Any:
-    return require(_MOD, "build_gradient_em_transformer", "layer_count")
+#: ReLU terms M of the E-step in the identity checks: the forward pass equals the surrogate
+#: gradient EM for every M, so a small M keeps the construction cheap.
+IDENTITY_RELU_TERMS = 16
+#: ReLU terms M of ``construction.rate_n``: enough that the sum-of-ReLU E-step's error (its
+#: certificate) stays small next to the statistical error sqrt(d/n) over the grid, so the
+#: fitted slope is the estimator's.
+RATE_RELU_TERMS = 64
+#: Gradient-EM iterations of ``construction.rate_n``: from the local start (rho = 0.1) at
+#: eta = 10 the error reaches its statistical floor within a few iterations.
+RATE_ITERATIONS = 4
+#: Slope band of ``construction.rate_n``: wider than the reference algorithm's 0.1 because the
+#: O(n^2) forward pass limits quick runs to 32 prompts per n and n <= 200.
+RATE_BAND = 0.15
 
 
 def _prompts(
-    ctx: CheckContext, n: int, d: int, K: int, B: int, key: str, *, snr: float = 10.0
-) -> tuple[Any, Any]:
-    """High-SNR MoR prompts (||beta_k|| = 1) and a local init at relative distance 0.1."""
-    import torch
-
-    from iclkit.theory.mor import MoRConfig, sample_mor
-
+    ctx: CheckContext, n: int, d: int, K: int, B: int, key: str, *, snr: float = HIGH_SNR
+) -> tuple[MoRBatch, torch.Tensor]:
+    """High-SNR MoR prompts (||beta_k|| = 1) and a local init at relative distance 0.1
+    (symmetric for K = 2: beta_2 = -beta_1)."""
     pi = None if K == 2 else tuple([0.5] + [0.5 / (K - 1)] * (K - 1))
     cfg = MoRConfig(d=d, K=K, n=n, snr=snr, symmetric=K == 2, prior="sphere", pi=pi)
     batch = sample_mor(cfg, B, seed=derive_seed(ctx.seed, key, n, d, K))
-    g = torch.Generator().manual_seed(derive_seed(ctx.seed, key, "init", n, d, K))
-    u = torch.randn(batch.betas.shape, generator=g, dtype=torch.float64)
-    u = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    init = batch.betas + 0.1 * u
+    init = local_init(batch.betas, LOCAL_RHO, derive_seed(ctx.seed, key, "init", n, d, K))
     if K == 2:
         init = torch.stack([init[:, 0], -init[:, 0]], 1)
     return batch, init
-
-
-def _fixed_sigma(batch: Any) -> Any:
-    """One construction per noise level: use the batch's first sigma for every prompt."""
-    import torch
-
-    return torch.full_like(batch.sigma, float(batch.sigma[0]))
 
 
 @register(
     "construction.equals_surrogate",
     theorem=_THEOREM + " (forward pass = surrogate gradient EM)",
     mark="[2nd]; construction [RECON, this project's design]",
-    requires=(_MOD,),
-    description=(
-        "Symmetric K = 2 and general K = 3: the transformer's read_beta vs gradient EM with the "
-        "construction's sum-of-ReLU nonlinearity computed without attention (symmetric: the "
-        "foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples)."
-    ),
 )
 def equals_surrogate(ctx: CheckContext) -> Outcome:
-    tfm = _tf_module()
-    from iclkit.constructions.algorithms import gradient_em
-
-    sur = require("iclkit.constructions.surrogate_em", "general_surrogate_iterates")
+    """Symmetric K = 2 and general K = 3: the transformer's read_beta vs gradient EM with the
+    construction's sum-of-ReLU nonlinearity computed without attention (symmetric: the
+    foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples)."""
     T_outer, T_inner, alpha = 3, 2, 1.0
     # fault injection: build the transformer with a different step size than the reference
     alpha_tf = ctx.param("construction_alpha", alpha)
@@ -91,19 +89,20 @@ def equals_surrogate(ctx: CheckContext) -> Outcome:
         batch, init = _prompts(ctx, n, d, K, 6, "eq")
         sigma = float(batch.sigma[0])
         pi = tuple(float(p) for p in batch.pi[0])
-        tf = tfm.build_gradient_em_transformer(
-            d, K, n, sigma, T_outer, T_inner, alpha_tf, ctx.param("relu_terms", 16),
-            symmetric=K == 2, pi=pi,
-        )  # fmt: skip
+        relu_terms = ctx.param("relu_terms", IDENTITY_RELU_TERMS)
+        tf = build_gradient_em_transformer(
+            d, K, n, sigma, T_outer, T_inner, alpha_tf, relu_terms, symmetric=K == 2, pi=pi
+        )
         beta_tf, _ = tf(batch.X_train, batch.y_train, init, batch.x_query)
         if K == 2:
+            assert tf.tanh_sum is not None  # a symmetric construction carries its tanh
             ref = gradient_em(
                 batch.X_train, batch.y_train, init, sigma, T_outer=T_outer, T_inner=T_inner,
                 alpha=alpha, symmetric=True, nonlinearity=tf.tanh_sum,
             ).betas  # fmt: skip
         else:
-            ref = sur.general_surrogate_iterates(
-                batch.X_train, batch.y_train, init, sigma, pi, tfm.estep_functions(tf),
+            ref = general_surrogate_iterates(
+                batch.X_train, batch.y_train, init, sigma, pi, estep_functions(tf),
                 T_outer=T_outer, T_inner=T_inner, alpha=alpha,
             )[-1][-1]  # fmt: skip
         rel[f"K={K}"] = float((beta_tf - ref).abs().max() / ref.abs().max())
@@ -122,26 +121,22 @@ def equals_surrogate(ctx: CheckContext) -> Outcome:
     "construction.heads_and_depth",
     theorem=_THEOREM + " (<= 4 heads per layer, L = O(T log(n/d)))",
     mark="[2nd]",
-    requires=(_MOD,),
-    description=(
-        "Builds symmetric and K = 3 constructions over a grid of (T_outer, T_inner, M): every "
-        "layer has <= 4 heads and L equals the documented formula L(T_outer, T_inner, M); "
-        "reports L / (T log(n/d)) with T = T_outer T_inner."
-    ),
 )
 def heads_and_depth(ctx: CheckContext) -> Outcome:
-    tfm = _tf_module()
+    """Builds symmetric and K = 3 constructions over a grid of (T_outer, T_inner, M): every
+    layer has <= 4 heads and L equals the documented formula L(T_outer, T_inner, M); reports
+    L / (T log(n/d)) with T = T_outer T_inner."""
     rows = []
     worst_heads = 0
     formula_ok = True
     n, d = 400, 4
     for K, T_outer, T_inner, M in [(2, 2, 1, 8), (2, 4, 3, 32), (3, 2, 1, 8), (3, 3, 2, 12)]:
         pi = None if K == 2 else (0.5, 0.3, 0.2)
-        tf = tfm.build_gradient_em_transformer(
+        tf = build_gradient_em_transformer(
             d, K, n, 0.1, T_outer, T_inner, 1.0, M, symmetric=K == 2, pi=pi
         )
         rep = tf.report
-        L_formula = tfm.layer_count(K, T_outer, T_inner, M, symmetric=K == 2)
+        L_formula = layer_count(K, T_outer, T_inner, M, symmetric=K == 2)
         heads = max(rep.heads_per_layer)
         worst_heads = max(worst_heads, heads)
         formula_ok &= rep.L == L_formula == len(rep.heads_per_layer)
@@ -157,7 +152,7 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
         4,
         "max heads per layer <= 4 (the theorem's M^(l) <= 4) and L == documented formula "
         "== number of layers built: both are exact counts",
-        {"constructions": rows, "layer_formula_symmetric": tfm.layer_formula_text(True)},
+        {"constructions": rows, "layer_formula_symmetric": layer_formula_text(True)},
     )
 
 
@@ -165,20 +160,11 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
     "construction.gap_within_certificate",
     theorem=_THEOREM + " (error of the ReLU E-step propagates boundedly)",
     mark="[RECON: this project's error propagation, docs/construction.md]",
-    requires=(_MOD, "iclkit.constructions.surrogate_em"),
-    description=(
-        "Symmetric K = 2: the gap between the transformer and exact gradient EM (tanh E-step) after "
-        "every outer iteration stays below the bound propagated from the ReLU certificate eps "
-        "(surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows."
-    ),
 )
 def gap_within_certificate(ctx: CheckContext) -> Outcome:
-    import torch
-
-    tfm = _tf_module()
-    sur = require("iclkit.constructions.surrogate_em", "symmetric_gap_bound")
-    from iclkit.constructions.algorithms import symmetric_gradient_em_step
-
+    """Symmetric K = 2: the gap between the transformer and exact gradient EM (tanh E-step)
+    after every outer iteration stays below the bound propagated from the ReLU certificate eps
+    (surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows."""
     d, n, T_outer = 4, 100, 4
     batch, init = _prompts(ctx, n, d, 2, 8, "gap", snr=ctx.param("snr", 3.0))
     sigma = float(batch.sigma[0])
@@ -188,10 +174,12 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
         exact.append(symmetric_gradient_em_step(X, y, exact[-1], sigma))
     gaps, ratios = {}, {}
     for M in ctx.param("relu_terms_grid", (8, 32)):
-        tf = tfm.build_gradient_em_transformer(d, 2, n, sigma, T_outer, 1, 1.0, M, symmetric=True)
+        tf = build_gradient_em_transformer(d, 2, n, sigma, T_outer, 1, 1.0, M, symmetric=True)
         its = tf.block_iterates(X, y, init, batch.x_query)  # its[t][s]: (B, P, d)
+        assert tf.tanh_sum is not None  # a symmetric construction carries its tanh
         eps = tf.tanh_sum.certificate.eps_global
-        bound = sur.symmetric_gap_bound(X, y, exact[:-1], sigma, eps, T_inner=1, alpha=1.0)
+        assert eps is not None  # the tanh approximation is certified on the whole line
+        bound = symmetric_gap_bound(X, y, exact[:-1], sigma, eps, T_inner=1, alpha=1.0)
         gap = torch.stack(
             [
                 torch.linalg.vector_norm(its[t][-1][:, 0] - exact[t + 1], dim=-1)
@@ -221,16 +209,10 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
     "construction.rate_n",
     theorem=_THEOREM + " (error ~ sqrt(d/n) at high SNR)",
     mark="[2nd]",
-    requires=(_MOD,),
-    description=(
-        "Symmetric K = 2 at eta = 10 (pi = 1/2, so the oracle predictor is 0 and the parameter "
-        "error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2."
-    ),
 )
 def rate_n(ctx: CheckContext) -> Outcome:
-    tfm = _tf_module()
-    from iclkit.theory.metrics import sign_invariant_error
-
+    """Symmetric K = 2 at eta = 10 (pi = 1/2, so the oracle predictor is 0 and the parameter
+    error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2."""
     d = 2
     ns = ctx.param("ns", ctx.pick([25, 50, 100, 200], [25, 50, 100, 200, 400, 800]))
     groups, per = ctx.param("seed_groups", ctx.pick((4, 8), (8, 16)))
@@ -238,35 +220,31 @@ def rate_n(ctx: CheckContext) -> Outcome:
     errs = []
     for n in ns:
         batch, init = _prompts(ctx, n, d, 2, groups * per, "rate")
-        sigma = float(batch.sigma[0])
-        tf = tfm.build_gradient_em_transformer(d, 2, n, sigma, 4, 1, alpha, 64, symmetric=True)
+        tf = build_gradient_em_transformer(
+            d, 2, n, float(batch.sigma[0]), RATE_ITERATIONS, 1, alpha, RATE_RELU_TERMS,
+            symmetric=True,
+        )  # fmt: skip
         beta_tf, _ = tf(batch.X_train, batch.y_train, init, batch.x_query)
-        e = sign_invariant_error(beta_tf[:, 0], batch.betas[:, 0]).numpy().reshape(groups, per)
-        errs.append(np.sqrt((e**2).mean(1)))
+        errs.append(rms_by_group(sign_invariant_error(beta_tf[:, 0], batch.betas[:, 0]), groups))
     E = np.array(errs)
-    fit = fit_rate(ns, E, seed=ctx.seed % 2**31)
-    expected = two_mixture_rates(ns[-1], d, 10.0).error.exponent["n"]
-    band = (expected - 0.15, expected + 0.15)
-    plots = rate_plot(
-        ctx.out_dir,
+    expected = two_mixture_rates(ns[-1], d, HIGH_SNR).error.exponent["n"]
+    return rate_check(
+        ctx,
         "construction_rate_n",
         ns,
         E,
-        fit,
-        expected_slope=expected,
-        xlabel="n",
-        ylabel="RMS error of read_beta (up to sign)",
-        title=f"Thm 3.1 transformer (4 gradient-EM iterations, M=64), d={d}, eta=10",
-    )
-    return Outcome(
-        fit.within(*band),
-        round(fit.slope, 4),
-        expected,
-        f"slope in [{band[0]:.2f}, {band[1]:.2f}]: wider than the reference-algorithm band (0.1) "
-        "because the O(n^2) forward pass limits quick runs to 32 prompts per n and n <= 200 "
-        "(bootstrap CI half-width ~ 0.1)",
-        {"fit": fit.as_dict(), "ns": ns, "mean_error": E.mean(1).tolist(), "alpha": alpha},
-        plots,
+        expected=expected,
+        band=SlopeBand.around(expected, RATE_BAND),
+        labels=PlotLabels(
+            "n",
+            "RMS error of read_beta (up to sign)",
+            f"Thm 3.1 transformer ({RATE_ITERATIONS} gradient-EM iterations, "
+            f"M={RATE_RELU_TERMS}), d={d}, eta={HIGH_SNR:g}",
+        ),
+        reason="wider than the reference-algorithm band (0.1) because the O(n^2) forward pass "
+        "limits quick runs to 32 prompts per n and n <= 200 (bootstrap CI half-width ~ 0.1)",
+        details={"alpha": alpha},
+        xs_key="ns",
     )
 
 
@@ -274,21 +252,15 @@ def rate_n(ctx: CheckContext) -> Outcome:
     "construction.permutation_invariant",
     theorem=_THEOREM + " (output invariant to the order of the examples)",
     mark="[RECON: property of attention without positions]",
-    requires=(_MOD,),
-    description="K = 3 construction on prompts and on the same prompts with examples permuted.",
 )
 def permutation_invariant(ctx: CheckContext) -> Outcome:
-    import torch
-
-    tfm = _tf_module()
+    """K = 3 construction on prompts and on the same prompts with examples permuted."""
     d, n, K = 3, 40, 3
     batch, init = _prompts(ctx, n, d, K, 4, "perm")
-    sigma = float(batch.sigma[0])
-    tf = tfm.build_gradient_em_transformer(
-        d, K, n, sigma, 2, 1, 1.0, 8, pi=tuple(float(p) for p in batch.pi[0])
+    tf = build_gradient_em_transformer(
+        d, K, n, float(batch.sigma[0]), 2, 1, 1.0, 8, pi=tuple(float(p) for p in batch.pi[0])
     )
-    g = torch.Generator().manual_seed(derive_seed(ctx.seed, "perm-order"))
-    perm = torch.randperm(n, generator=g)
+    perm = torch.randperm(n, generator=make_generator(derive_seed(ctx.seed, "perm-order")))
     b1, y1 = tf(batch.X_train, batch.y_train, init, batch.x_query)
     b2, y2 = tf(batch.X_train[:, perm], batch.y_train[:, perm], init, batch.x_query)
     diff = float(max((b1 - b2).abs().max(), (y1 - y2).abs().max()) / b1.abs().max())

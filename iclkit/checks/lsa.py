@@ -1,8 +1,9 @@
-"""Checks of the LSA gradient flow (:mod:`iclkit.dynamics`, issue 5).
+"""Checks of the LSA gradient flow (:mod:`iclkit.dynamics.lsa`).
 
 - Zhang-Frei-Bartlett Theorem 4.1 [READ-2nd]: from the structured initialisation with
   ``s^2 ||Gamma||_op sqrt(d) < 2``, gradient flow on the population loss of one linear
-  self-attention layer converges to ``u U = Gamma^-1``, ``u = [tr(Gamma^-2)]^(1/4)``.
+  self-attention layer converges to ``u U = Gamma^-1``, ``u = [tr(Gamma^-2)]^(1/4)``, with the
+  minimum loss ``L*``; ZFB Lemma 5.4: the convergence is linear.
 - The MoR paper's training-dynamics claim (convergence to a global optimum) [READ abstract];
   its optimum ``G* = A^-1 Lambda M1`` is [RECON, MC-checked] (``mor.md`` §6).
 
@@ -17,57 +18,67 @@ from typing import Any
 
 import numpy as np
 
+from iclkit.dynamics.lsa import EigenLSAFlow, LSAMoments, ReducedLSAFlow, simulate, structured_init
+from iclkit.dynamics.lsa.integrate import Simulation
+from iclkit.dynamics.lsa.montecarlo import monte_carlo_loss
 from iclkit.theory.bounds import lsa_convergence_condition, lsa_fixed_point, lsa_mor_optimum
+from iclkit.theory.linear import LinearConfig
+from iclkit.theory.mor import MoRConfig
+from iclkit.theory.rates import fit_line
 
-from .registry import CheckContext, Outcome, register, require
+from .registry import CheckContext, Outcome, register
 
-_INTEGRATE = "iclkit.dynamics.lsa.integrate"
-_FLOW = "iclkit.dynamics.lsa.flow"
-_INIT = "iclkit.dynamics.lsa.init"
-_MOMENTS = "iclkit.dynamics.lsa.moments"
-_NEEDS = (_INTEGRATE, _FLOW, _INIT, _MOMENTS)
+#: Dimension d and prompt length N of the linear-regression checks (ZFB's setting, small enough
+#: for a tight integration in well under a second).
+D, N = 4, 10
+#: Scale s of the structured initialisation: it satisfies ZFB's condition
+#: ``s^2 ||Gamma||_op sqrt(d) < 2`` for every Lambda used here (reported per check).
+INIT_SCALE = 0.4
+#: Stop the flow once ``||grad L|| <= GRADIENT_TOL``: two decades below the 1e-11 accuracy the
+#: fixed-point checks demand of ``G``, so the stopping point does not limit them.
+GRADIENT_TOL = 1e-13
+#: Integration horizon of the linear-regression flow: the AR(0.8) flow meets GRADIENT_TOL near
+#: t = 1e3; the horizon only guards against a flow that never converges.
+HORIZON = 5e3
+#: Correlation r of the AR(r) input covariance Lambda_ij = r^|i-j|: anisotropic enough that
+#: Gamma^-1 is far from a multiple of the identity.
+AR_CORRELATION = 0.8
+#: The tail of L(t) - L* fitted by ``lsa.linear_rate``: below 1e-4 the flow is in its linear
+#: regime near the optimum; above 1e-11 the gap is far from float64 round-off of the loss.
+TAIL_WINDOW = (1e-11, 1e-4)
 
 
-def _ar(d: int, r: float = 0.8) -> np.ndarray:
+def _ar(d: int, r: float = AR_CORRELATION) -> np.ndarray:
+    """The AR(r) covariance ``Lambda_ij = r^|i - j|``; (d, d)."""
     return np.array([[r ** abs(i - j) for j in range(d)] for i in range(d)])
 
 
-def _modules() -> tuple[Any, Any, Any, Any]:
-    return (
-        require(_INTEGRATE, "simulate"),
-        require(_FLOW, "ReducedLSAFlow", "EigenLSAFlow"),
-        require(_INIT, "structured_init"),
-        require(_MOMENTS, "LSAMoments"),
-    )
+def _linear_flow(ctx: CheckContext, lam: np.ndarray, scale: float) -> Simulation:
+    """The reduced flow on linear prompts with covariance ``lam``, from the structured init."""
+    m = LSAMoments.linear(D, N, Lambda=lam)
+    init = structured_init(m, scale, seed=ctx.stream_seed, warn=False)
+    return simulate(ReducedLSAFlow(m), init, (0, HORIZON), gradient_tol=GRADIENT_TOL)
 
 
 @register(
     "lsa.zfb_fixed_point",
     theorem="ZFB Thm 4.1: LSA gradient flow -> u U = Gamma^-1, u = tr(Gamma^-2)^(1/4)",
     mark="[READ-2nd]",
-    requires=_NEEDS,
-    description=(
-        "Linear prompts, d = 4, N = 10, Lambda in {I, AR(0.8)}, structured init s = 0.4 (scale "
-        "condition evaluated by theory.bounds): the integrated flow's G = uU and u vs the closed "
-        "form Gamma^-1 and c = tr(Gamma^-2)^(1/4) computed in theory.bounds."
-    ),
 )
 def zfb_fixed_point(ctx: CheckContext) -> Outcome:
-    integrate, flows, init_mod, moments_mod = _modules()
-    d, N, s = 4, 10, ctx.param("scale", 0.4)
-    rel: list[float] = []
-    u_err: list[float] = []
+    """Linear prompts, d = 4, N = 10, Lambda in {I, AR(0.8)}, structured init s = 0.4 (scale
+    condition evaluated by theory.bounds): the integrated flow's G = uU and u vs the closed form
+    Gamma^-1 and c = tr(Gamma^-2)^(1/4) computed in theory.bounds."""
+    s = ctx.param("scale", INIT_SCALE)
+    worst = 0.0
     details: dict[str, Any] = {}
-    for name, lam in (("identity", np.eye(d)), ("ar0.8", _ar(d))):
-        m = moments_mod.LSAMoments.linear(d, N, Lambda=lam)
-        cond = lsa_convergence_condition(s, lam, N)
-        init = init_mod.structured_init(m, s, seed=ctx.seed % 2**31, warn=False)
-        sim = integrate.simulate(flows.ReducedLSAFlow(m), init, (0, 5e3), gradient_tol=1e-13)
+    for name, lam in (("identity", np.eye(D)), ("ar0.8", _ar(D))):
+        sim = _linear_flow(ctx, lam, s)
         fp = lsa_fixed_point(lam, N)
         r = float(np.linalg.norm(sim.G_final - fp.G_star) / np.linalg.norm(fp.G_star))
         u_final = float(sim.final_state[-1])
-        rel.append(r)
-        u_err.append(abs(u_final - fp.c) / fp.c)
+        worst = max(worst, r, abs(u_final - fp.c) / fp.c)
+        cond = lsa_convergence_condition(s, lam, N)
         details[name] = {
             "rel_error_G": r,
             "u_final": u_final,
@@ -77,7 +88,6 @@ def zfb_fixed_point(ctx: CheckContext) -> Outcome:
             "status": sim.status.value,
             "t_final": sim.t_final,
         }
-    worst = max(max(rel), max(u_err))
     return Outcome(
         worst <= 1e-8,
         worst,
@@ -92,29 +102,24 @@ def zfb_fixed_point(ctx: CheckContext) -> Outcome:
     "lsa.mor_optimum",
     theorem="MoR §5 (v2): LSA gradient flow converges to a global optimum (MoR prompts)",
     mark="[READ abstract]; optimum G* = A^-1 Lambda M1 [RECON, MC-checked]",
-    requires=_NEEDS,
-    description=(
-        "MoR prompts (Gaussian components, tau = 1), d = 4, N = 12, sigma = 0.5, Lambda = AR(0.8), "
-        "K in {1, 2, 3} with unequal pi: the flow's limit vs G* from theory.bounds.lsa_mor_optimum "
-        "with M1 = |pi|^2 I, M2 = I; and the conserved u^2 - ||U||_F^2 along the (K = 2) trajectory."
-    ),
 )
 def mor_optimum(ctx: CheckContext) -> Outcome:
-    integrate, flows, init_mod, moments_mod = _modules()
-    from iclkit.theory.mor import MoRConfig
-
-    d, N, sigma = 4, 12, 0.5
-    lam = _ar(d)
+    """MoR prompts (Gaussian components, tau = 1), d = 4, N = 12, sigma = 0.5, Lambda = AR(0.8),
+    K in {1, 2, 3} with unequal pi: the flow's limit vs G* from theory.bounds.lsa_mor_optimum
+    with M1 = |pi|^2 I, M2 = I; and the conserved u^2 - ||U||_F^2 along the (K = 2)
+    trajectory."""
+    n_mor, sigma = 12, 0.5
+    lam = _ar(D)
     rel: list[float] = []
     cons: list[float] = []
     details: dict[str, Any] = {}
     for K, pi in ((1, None), (2, (0.7, 0.3)), (3, (0.5, 0.3, 0.2))):
-        cfg = MoRConfig(d=d, K=K, n=N, sigma=sigma, pi=pi, Lambda=tuple(map(tuple, lam)))
-        m = moments_mod.LSAMoments.mor(cfg)
-        init = init_mod.structured_init(m, 0.4, seed=(ctx.seed + K) % 2**31, warn=False)
-        sim = integrate.simulate(flows.EigenLSAFlow(m), init, (0, 1e4), gradient_tol=1e-13)
+        cfg = MoRConfig(d=D, K=K, n=n_mor, sigma=sigma, pi=pi, Lambda=tuple(map(tuple, lam)))
+        m = LSAMoments.mor(cfg)
+        init = structured_init(m, INIT_SCALE, seed=ctx.stream_seed + K, warn=False)
+        sim = simulate(EigenLSAFlow(m), init, (0, 2 * HORIZON), gradient_tol=GRADIENT_TOL)
         p2 = float(sum(p * p for p in cfg.pi_vector))
-        opt = lsa_mor_optimum(lam, p2 * np.eye(d), np.eye(d), sigma, N)
+        opt = lsa_mor_optimum(lam, p2 * np.eye(D), np.eye(D), sigma, n_mor)
         r = float(np.linalg.norm(sim.G_final - opt.G_star) / np.linalg.norm(opt.G_star))
         rel.append(r)
         details[f"K={K}"] = {
@@ -123,16 +128,15 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
             "status": sim.status.value,
         }
         if K == 2:  # conservation along a tightly integrated (U, u) trajectory
-            tight = integrate.simulate(
-                flows.ReducedLSAFlow(m), init, (0, 2e3), method="DOP853", rtol=1e-12,
-                atol=1e-14, gradient_tol=1e-10,
+            tight = simulate(
+                ReducedLSAFlow(m), init, (0, 2e3), method="DOP853", rtol=1e-12, atol=1e-14,
+                gradient_tol=1e-10,
             )  # fmt: skip
             c = float(np.abs(tight.conserved - tight.conserved[0]).max())
             cons.append(c)
             details["conserved_drift_K2"] = c
-    ok = max(rel) <= 1e-8 and max(cons) <= 1e-10
     return Outcome(
-        ok,
+        max(rel) <= 1e-8 and max(cons) <= 1e-10,
         max(rel),
         0.0,
         "rel. error of G <= 1e-8 and drift of u^2 - ||U||_F^2 <= 1e-10: DOP853 with rtol 1e-12 "
@@ -145,23 +149,18 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
     "lsa.loss_monte_carlo",
     theorem="ZFB Thm 4.1: minimum loss L* = 1/2 (tr Lambda - tr(Gamma^-1 Lambda^2))",
     mark="[READ-2nd; L* DERIVED in dynamics.md B.7]",
-    requires=("iclkit.dynamics.lsa.montecarlo",),
-    description=(
-        "The closed-form L* of theory.bounds vs the Monte Carlo loss of the limit weights "
-        "(W^KQ, W^PV) = (c^-1 diag(Gamma^-1, 0), c diag(0, 1)) on sampled linear prompts."
-    ),
 )
 def loss_monte_carlo(ctx: CheckContext) -> Outcome:
-    mc = require("iclkit.dynamics.lsa.montecarlo", "monte_carlo_loss")
-    from iclkit.theory.linear import LinearConfig
-
-    d, N = 4, 10
-    lam = _ar(d)
+    """The closed-form L* of theory.bounds vs the Monte Carlo loss of the limit weights
+    (W^KQ, W^PV) = (c^-1 diag(Gamma^-1, 0), c diag(0, 1)) on sampled linear prompts."""
+    lam = _ar(D)
     fp = lsa_fixed_point(lam, N)
-    W_KQ = ctx.param("W_KQ", fp.W_KQ)
-    cfg = LinearConfig(d=d, n=N, Lambda=tuple(map(tuple, lam)))
-    est = mc.monte_carlo_loss(
-        cfg, W_KQ, fp.W_PV, n_prompts=ctx.pick(200_000, 2_000_000), seed=ctx.seed % 2**31
+    est = monte_carlo_loss(
+        LinearConfig(d=D, n=N, Lambda=tuple(map(tuple, lam))),
+        ctx.param("W_KQ", fp.W_KQ),
+        fp.W_PV,
+        n_prompts=ctx.pick(200_000, 2_000_000),
+        seed=ctx.stream_seed,
     )
     z = (est.mean - fp.loss_star) / est.se
     return Outcome(
@@ -178,33 +177,20 @@ def loss_monte_carlo(ctx: CheckContext) -> Outcome:
     "lsa.linear_rate",
     theorem="ZFB Lemma 5.4: linear convergence of L(t) - L* (PL inequality)",
     mark="[READ-2nd; PL constant not re-derived]",
-    requires=_NEEDS,
-    description=(
-        "Linear prompts, d = 4, N = 10, Lambda = AR(0.8), structured init: the log of L(t) - L* "
-        "on its tail (1e-4 down to 1e-11) is fitted against t; a linear rate means a straight "
-        "line (r^2 >= 0.98) with negative slope."
-    ),
 )
 def linear_rate(ctx: CheckContext) -> Outcome:
-    integrate, flows, init_mod, moments_mod = _modules()
-    d, N = 4, 10
-    m = moments_mod.LSAMoments.linear(d, N, Lambda=_ar(d))
-    init = init_mod.structured_init(m, 0.4, seed=ctx.seed % 2**31, warn=False)
-    sim = integrate.simulate(flows.ReducedLSAFlow(m), init, (0, 5e3), gradient_tol=1e-13)
-    gap = np.asarray(sim.loss_gap, dtype=np.float64)
-    t = np.asarray(sim.times, dtype=np.float64)
-    mask = (gap < 1e-4) & (gap > 1e-11)
-    if mask.sum() < 5:
-        return Outcome(False, None, "linear tail", "need >= 5 points", {"points": int(mask.sum())})
-    x, ylog = t[mask], np.log(gap[mask])
-    slope, icpt = np.polyfit(x, ylog, 1)
-    resid = ylog - (icpt + slope * x)
-    r2 = 1.0 - float(resid @ resid) / float(((ylog - ylog.mean()) ** 2).sum())
+    """Linear prompts, d = 4, N = 10, Lambda = AR(0.8), structured init: the log of L(t) - L* on
+    its tail (1e-4 down to 1e-11) is fitted against t; a linear rate means a straight line
+    (r^2 >= 0.98) with negative slope."""
+    sim = _linear_flow(ctx, _ar(D), INIT_SCALE)
+    line = fit_line(sim.times, sim.loss_gap, log_x=False, y_window=TAIL_WINDOW, min_points=5)
+    if line is None:
+        return Outcome(False, None, "linear tail", "need >= 5 points", {"points": 0})
     return Outcome(
-        slope < 0 and r2 >= 0.98,
-        round(float(r2), 5),
+        line.slope < 0 and line.r2 >= 0.98,
+        round(line.r2, 5),
         ">= 0.98",
         "r^2 of log(L - L*) vs t on the tail >= 0.98 and slope < 0: exponential decay is a "
         "straight line; a sublinear rate (e.g. 1/t) gives r^2 well below on 7 decades",
-        {"decay_rate": float(-slope), "tail_points": int(mask.sum()), "t_final": sim.t_final},
+        {"decay_rate": -line.slope, "tail_points": line.n_points, "t_final": sim.t_final},
     )

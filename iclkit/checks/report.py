@@ -16,16 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from iclkit.io import write_text_atomically
+from iclkit.io import to_jsonable, write_text_atomically
 
 from .registry import CheckResult
 
-__all__ = ["format_table", "summary", "write_report", "write_text_atomic"]
+__all__ = ["format_table", "summary", "write_report"]
 
-
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    return Path(write_text_atomically(path, text))
+#: Longest detail value (characters of JSON) shown in ``report.md``; ``report.json`` has all.
+MD_DETAIL_CHARS = 400
 
 
 def _fmt(value: object) -> str:
@@ -94,7 +92,7 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
         f"- iclkit {meta.get('iclkit_version', '?')}, mode `{meta.get('mode')}`, seed {meta.get('seed')}, "
         f"{meta.get('seconds', 0):.1f} s in total",
         f"- {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIPPED']} SKIPPED "
-        "(SKIPPED: the capability the check needs is not available; never counted as a pass)",
+        "(SKIPPED: the check could not run, for the reason given; never counted as a pass)",
         "- Marks: [2nd] restated by a third party; [READ ...] read from the named source; "
         "[RECON] reconstructed, not the paper's theorem; [MEASURED] this project's measurement.",
         "",
@@ -134,9 +132,9 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
         for k, v in r.details.items():
             if k in ("plots", "mark"):
                 continue
-            text = json.dumps(_json(v)) if not isinstance(v, str) else v
-            if len(text) > 400:
-                text = text[:399] + "…"
+            text = json.dumps(to_jsonable(v)) if not isinstance(v, str) else v
+            if len(text) > MD_DETAIL_CHARS:
+                text = text[: MD_DETAIL_CHARS - 1] + "…"
             out.append(f"- {k}: {text}")
         out.append("")
         for p in r.plots:
@@ -146,22 +144,16 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _json(obj: Any) -> Any:
-    from .registry import _json_safe
-
-    return _json_safe(obj)
-
-
 def write_report(
     results: Sequence[CheckResult], out_dir: Path | str, meta: Mapping[str, Any]
 ) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomically); returns both paths."""
     out = Path(out_dir)
     payload = {
-        **{k: _json(v) for k, v in meta.items()},
+        **{k: to_jsonable(v) for k, v in meta.items()},
         "summary": summary(results),
         "checks": [r.as_dict() for r in results],
     }
-    j = write_text_atomic(out / "report.json", json.dumps(payload, indent=2) + "\n")
-    m = write_text_atomic(out / "report.md", _markdown(results, meta))
-    return j, m
+    j = write_text_atomically(out / "report.json", json.dumps(payload, indent=2) + "\n")
+    m = write_text_atomically(out / "report.md", _markdown(results, meta))
+    return Path(j), Path(m)

@@ -1,11 +1,11 @@
-"""Checks of the softmax-attention GD dynamics (Huang, Cheng, Liang; :mod:`iclkit.dynamics`).
+"""Checks of the softmax-attention GD dynamics (Huang, Cheng, Liang; :mod:`iclkit.dynamics.softmax`).
 
 The paper's claims [READ abstract]: with balanced features, GD reaches near-zero error after two
 phases; with imbalanced features, dominant-feature queries converge first in one phase and
 under-represented ones later through four phases. The explicit phase-time bounds were not
 readable, so the *scalings* checked here (phase I ~ K^2 / eta, last phase loss ~ 1 / t, dominant
-time independent of K) are this project's derivations and measurements [MEASURED]
-(``dynamics.md`` A.4-A.5), not the paper's theorems.
+time independent of K, GD tracking its gradient flow) are this project's derivations and
+measurements [MEASURED] (``dynamics.md`` A.4-A.5), not the paper's theorems.
 
 Independent references: the phase times that ``dynamics.md`` A.4 measured with the notes'
 own mean-field ODE code (K = 5..40), and the exponents of
@@ -18,71 +18,73 @@ from typing import Any
 
 import numpy as np
 
+from iclkit.dynamics.softmax import (
+    SoftmaxDynamicsConfig,
+    SoftmaxTrajectory,
+    detect_phases,
+    simulate_softmax,
+)
+from iclkit.dynamics.softmax.phases import PhaseReport
+from iclkit.dynamics.softmax.scaling import phase_time_scaling
 from iclkit.theory.bounds import softmax_phase_scalings
-from iclkit.theory.rates import fit_rate
+from iclkit.theory.features import FeatureConfig
 
-from .plots import rate_plot
-from .registry import CheckContext, Outcome, register, require
+from .rate_check import PlotLabels, fit_and_plot
+from .registry import CheckContext, Outcome, register
 
-_SIM = "iclkit.dynamics.softmax.simulate"
-_PHASES = "iclkit.dynamics.softmax.phases"
-_SCALING = "iclkit.dynamics.softmax.scaling"
 _MARK = "[MEASURED: this project's derivation (dynamics.md A.4-A.5), not the paper's theorem]"
 
 #: dynamics.md A.4: mean-field ODE time (eta t) to Attn_k >= 1/2, balanced, computed by the notes'
 #: own code, independently of iclkit.dynamics.
 _NOTES_T1 = {5: 31.6, 10: 143.9, 20: 544.8, 40: 1995.0, 80: 7383.0}
+#: Loss level eps of the ``loss_eps`` phase event: small next to the Theta(1) initial loss.
+EPS = 1e-3
+#: Step size eta of the exact-GD checks: GD tracks its flow to ~0.4% here (``gd_tracks_flow``),
+#: and each run needs 4x fewer steps than at eta = 1.
+ETA = 4.0
+#: Prompt length N of the exact-GD checks: the exact population sums stay cheap, and the
+#: finite-N error floor only bends the last-phase tail slightly (``softmax.last_phase_rate``).
+N_EXACT = 200
+#: Extra horizon (in eta t) after the rarest feature's phase I (~ 4 / p_min^2) in
+#: ``softmax.imbalanced_stagewise``: the dominant queries' time to EPS, O(1 / (eta eps)), with
+#: room to spare; the run stops earlier once every query type reaches EPS.
+STAGEWISE_EXTRA_TIME = 2e4
 
 
-def _run(K: int, N: int, eta: float, method: str, **kw: Any) -> tuple[Any, Any]:
-    sim = require(_SIM, "simulate_softmax", "SoftmaxDynamicsConfig")
-    phases = require(_PHASES, "detect_phases")
-    from iclkit.theory.features import FeatureConfig
-
+def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxTrajectory, PhaseReport]:
+    """Exact population GD on K balanced (or ``p_mode``) features and its phase report."""
     fc_kw = {k: kw.pop(k) for k in ("p_mode", "p_dominant") if k in kw}
-    eps = kw.pop("eps", 1e-3)
-    traj = sim.simulate_softmax(
-        sim.SoftmaxDynamicsConfig(
-            features=FeatureConfig(K=K, N=N, **fc_kw), eta=eta, method=method, **kw
+    traj = simulate_softmax(
+        SoftmaxDynamicsConfig(
+            features=FeatureConfig(K=K, N=N, **fc_kw), eta=eta, method="exact", **kw
         )
     )
-    return traj, phases.detect_phases(traj, eps=eps)
+    return traj, detect_phases(traj, eps=EPS)
 
 
 @register(
     "softmax.phase1_K2",
     theorem="Huang-Cheng-Liang, balanced: phase I (Attn_k -> 1/2) lasts ~ K^2 / eta",
     mark=_MARK,
-    requires=(_SCALING, _PHASES),
-    description=(
-        "Balanced features, mean-field GD (quick) or exact with N = 1000 (full), eta = 1: time to "
-        "Attn_k = 1/2 vs K; log-log slope vs 2, and each time vs the notes' independent ODE values."
-    ),
 )
 def phase1_K2(ctx: CheckContext) -> Outcome:
-    scaling = require(_SCALING, "phase_time_scaling")
+    """Balanced features, mean-field GD (quick) or exact with N = 1000 (full), eta = 1: time to
+    Attn_k = 1/2 vs K; log-log slope vs 2, and each time vs the notes' independent ODE
+    values."""
     Ks = ctx.param("Ks", ctx.pick([5, 10, 20, 40], [5, 10, 20, 40, 80]))
     method = ctx.pick("mean-field", "exact")
-    res = scaling.phase_time_scaling(Ks, N=1000, eta=ctx.param("eta", 1.0), eps=1e-2, method=method)
+    res = phase_time_scaling(Ks, N=1000, eta=ctx.param("eta", 1.0), eps=1e-2, method=method)
     t1 = np.asarray(res.times["balanced:half_attention"], dtype=np.float64)
-    fit = fit_rate(Ks, t1)
     expected = softmax_phase_scalings(Ks[0], 1e-2).exponents["phase1_K"]
+    labels = PlotLabels(
+        "K (features)", "eta t to Attn_k = 1/2", f"softmax attention GD, balanced, {method}"
+    )
+    fit, plots = fit_and_plot(ctx, "softmax_phase1_K2", Ks, t1, expected=expected, labels=labels)
     notes = {K: _NOTES_T1[K] for K in Ks if K in _NOTES_T1}
     dev = {str(K): float(t1[i] / notes[K] - 1) for i, K in enumerate(Ks) if K in notes}
     # finite N = 1000 sits ~0.5% above the mean field (dynamics.md A.4); GD at eta = 1 ~0.2%
     dev_tol = 0.02 if method == "mean-field" else 0.05
     ok = 1.8 <= fit.slope <= 2.2 and all(abs(v) <= dev_tol for v in dev.values())
-    plots = rate_plot(
-        ctx.out_dir,
-        "softmax_phase1_K2",
-        Ks,
-        t1,
-        fit,
-        expected_slope=expected,
-        xlabel="K (features)",
-        ylabel="eta t to Attn_k = 1/2",
-        title=f"softmax attention GD, balanced, {method}",
-    )
     return Outcome(
         ok,
         round(fit.slope, 4),
@@ -105,18 +107,15 @@ def phase1_K2(ctx: CheckContext) -> Outcome:
     "softmax.last_phase_rate",
     theorem="Huang-Cheng-Liang, balanced: last phase converges sublinearly, L(t) ~ K / (4 eta t)",
     mark=_MARK,
-    requires=(_SIM, _PHASES),
-    description=(
-        "Balanced K = 10, N = 200, eta = 4, exact population GD to eta t = 1e5: log-log slope of the "
-        "loss from the start of the 1/t regime, vs -1."
-    ),
 )
 def last_phase_rate(ctx: CheckContext) -> Outcome:
+    """Balanced K = 10, N = 200, eta = 4, exact population GD to eta t = 1e5: log-log slope of
+    the loss from the start of the 1/t regime, vs -1."""
     K = 10
-    traj, rep = _run(K, 200, ctx.param("eta", 4.0), "exact", max_time=ctx.pick(1e5, 3e5))
+    traj, rep = _run(K, N_EXACT, ctx.param("eta", ETA), max_time=ctx.pick(1e5, 3e5))
     q = rep.by_query("balanced")
     slope = q.final_loss_slope
-    expected = softmax_phase_scalings(K, 1e-3).exponents["last_phase_loss_t"]
+    expected = softmax_phase_scalings(K, EPS).exponents["last_phase_loss_t"]
     t_end, L_end = float(traj.time[-1]), float(traj.loss_per_type[-1, 0])
     ok = slope is not None and -1.1 <= slope <= -0.9 and q.n_phases == 2
     return Outcome(
@@ -135,6 +134,26 @@ def last_phase_rate(ctx: CheckContext) -> Outcome:
     )
 
 
+def _stagewise_row(K: int) -> dict[str, Any]:
+    """Phase counts and event times of one imbalanced run (p_dominant = 1/2) with K features."""
+    p_min = 0.5 / (K - 1)  # each under-represented feature
+    _, rep = _run(
+        K, N_EXACT, ETA, p_mode="imbalanced", p_dominant=0.5,
+        max_time=4.0 / p_min**2 + STAGEWISE_EXTRA_TIME, stop_loss=EPS,
+    )  # fmt: skip
+    dom, und = rep.by_query("dominant"), rep.by_query("under_represented")
+    return {
+        "dominant_phases": dom.n_phases,
+        "under_phases": und.n_phases,
+        "under_events_ordered": und.events_ordered,
+        "dominant_time_to_eps": dom.events.get("loss_eps"),
+        "under_loss_when_dominant_done": rep.summary.get("stagewise", {}).get(
+            "under_represented_loss_then"
+        ),
+        "under_events": und.events,
+    }
+
+
 @register(
     "softmax.imbalanced_stagewise",
     theorem=(
@@ -142,32 +161,13 @@ def last_phase_rate(ctx: CheckContext) -> Outcome:
         "under-represented ones later in four"
     ),
     mark="[READ abstract]; phase events and the K-independence [MEASURED]",
-    requires=(_SIM, _PHASES),
-    description=(
-        "p_dominant = 1/2, exact population GD with N = 200, eta = 4, K = 10 and 20: dominant queries "
-        "have 1 phase, under-represented 4 with events in order; at the time the dominant loss "
-        "reaches 1e-3 the under-represented loss (K = 20) is still >= 0.1; the dominant time "
-        "differs by < 20% between K = 10 and 20."
-    ),
 )
 def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
-    out: dict[str, Any] = {}
-    for K in ctx.param("Ks", ctx.pick((10, 20), (10, 20, 40))):
-        _, rep = _run(
-            K, 200, 4.0, "exact", p_mode="imbalanced", p_dominant=0.5,
-            max_time=4.0 / ((0.5 / (K - 1)) ** 2) + 2e4, stop_loss=1e-3,
-        )  # fmt: skip
-        dom, und = rep.by_query("dominant"), rep.by_query("under_represented")
-        out[str(K)] = {
-            "dominant_phases": dom.n_phases,
-            "under_phases": und.n_phases,
-            "under_events_ordered": und.events_ordered,
-            "dominant_time_to_eps": dom.events.get("loss_eps"),
-            "under_loss_when_dominant_done": rep.summary.get("stagewise", {}).get(
-                "under_represented_loss_then"
-            ),
-            "under_events": und.events,
-        }
+    """p_dominant = 1/2, exact population GD with N = 200, eta = 4, K = 10 and 20: dominant
+    queries have 1 phase, under-represented 4 with events in order; at the time the dominant
+    loss reaches 1e-3 the under-represented loss (K = 20) is still >= 0.1; the dominant time
+    differs by < 20% between K = 10 and 20."""
+    out = {str(K): _stagewise_row(K) for K in ctx.param("Ks", ctx.pick((10, 20), (10, 20, 40)))}
     Ks = sorted(int(k) for k in out)
     times = [out[str(K)]["dominant_time_to_eps"] for K in Ks]
     spread = (
@@ -196,16 +196,13 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
     "softmax.gd_tracks_flow",
     theorem="Phase times in units of eta t do not depend on eta for small eta (GD ~ gradient flow)",
     mark=_MARK,
-    requires=(_SIM, _PHASES),
-    description=(
-        "Balanced K = 16, N = 400, exact population GD with eta in {0.25, 1, 4}: time to "
-        "Attn_k = 1/2 in units of eta t."
-    ),
 )
 def gd_tracks_flow(ctx: CheckContext) -> Outcome:
+    """Balanced K = 16, N = 400, exact population GD with eta in {0.25, 1, 4}: time to
+    Attn_k = 1/2 in units of eta t."""
     times = {}
     for eta in ctx.param("etas", (0.25, 1.0, 4.0)):
-        _, rep = _run(16, 400, eta, "exact", max_time=1500.0)
+        _, rep = _run(16, 400, eta, max_time=1500.0)
         times[str(eta)] = rep.summary["time_to_half_attention"]["balanced"]
     vals = [v for v in times.values() if v is not None]
     spread = (max(vals) - min(vals)) / min(vals) if len(vals) == len(times) else float("inf")
