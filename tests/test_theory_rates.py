@@ -1,4 +1,5 @@
-"""fit_rate: known slopes are recovered; the CI covers them; bad input is a ParameterError."""
+"""fit_rate: known slopes are recovered; the CI covers them; bad input is a ParameterError.
+fit_line: exact power laws and exponentials are recovered, windows and resampling behave."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iclkit.theory.rates import RateFit, fit_rate
+from iclkit.theory.rates import RateFit, fit_line, fit_rate
 from iclkit.theory.validation import ParameterError
 
 
@@ -105,3 +106,93 @@ def test_bad_input(xs: object, errors: object, match: str) -> None:
 def test_bad_options(kw: dict[str, float], match: str) -> None:
     with pytest.raises(ParameterError, match=f"^{match}"):
         fit_rate([1.0, 2.0, 4.0], np.ones((3, 2)), **kw)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- fit_line
+_GRID = np.geomspace(1.0, 1000.0, 12)
+
+
+@given(slope=st.floats(-3.0, 3.0), c=st.floats(1e-3, 1e3))
+def test_fit_line_recovers_exact_power_law(slope: float, c: float) -> None:
+    fit = fit_line(_GRID, c * _GRID**slope)
+    assert fit is not None
+    # noiseless data over a log-x span of ln 1000: the slope to float64 round-off
+    assert fit.slope == pytest.approx(slope, abs=1e-9)
+    assert np.exp(fit.intercept) == pytest.approx(c, rel=1e-8)
+    assert fit.n_points == _GRID.size
+    assert fit.r2 == pytest.approx(1.0, abs=1e-9)
+
+
+@given(rate=st.floats(0.01, 2.0), c=st.floats(1e-2, 1e2))
+def test_fit_line_recovers_exponential_decay_on_semilog_axes(rate: float, c: float) -> None:
+    t = np.linspace(0.0, 10.0, 15)
+    fit = fit_line(t, c * np.exp(-rate * t), log_x=False)
+    assert fit is not None
+    assert -fit.slope == pytest.approx(rate, abs=1e-9)
+    assert fit.intercept == pytest.approx(np.log(c), abs=1e-9)
+
+
+@given(slope=st.floats(-2.0, 2.0), seed=st.integers(0, 2**31 - 1))
+def test_fit_line_is_the_polyfit_of_the_logs(slope: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = _GRID**slope * np.exp(0.3 * rng.standard_normal(_GRID.size))
+    fit = fit_line(_GRID, y)
+    assert fit is not None
+    expected = np.polyfit(np.log(_GRID), np.log(y), 1)
+    assert (fit.slope, fit.intercept) == (float(expected[0]), float(expected[1]))  # bit-identical
+
+
+@given(
+    slope=st.one_of(st.floats(-2.0, -0.1), st.floats(0.1, 2.0)),  # y strictly monotone
+    junk=st.lists(st.floats(1e-6, 1e6), min_size=4, max_size=4),
+)
+def test_fit_line_windows_ignore_points_outside(slope: float, junk: list[float]) -> None:
+    y = _GRID**slope
+    # points outside the x window carry arbitrary values: they must not move the fit
+    spoiled = y.copy()
+    spoiled[:2], spoiled[-2:] = junk[:2], junk[2:]
+    inside = (_GRID[2], _GRID[-3])
+    fit = fit_line(_GRID, spoiled, x_window=inside)
+    assert fit is not None and fit.n_points == _GRID.size - 4
+    assert fit.slope == pytest.approx(slope, abs=1e-9)
+    # a y window keeps exactly the values inside it (bounds inclusive)
+    lo, hi = sorted((float(y[3]), float(y[8])))
+    by_y = fit_line(_GRID, y, y_window=(lo, hi))
+    assert by_y is not None and by_y.n_points == 6
+    assert by_y.slope == pytest.approx(slope, abs=1e-9)
+
+
+@given(slope=st.floats(-2.0, 2.0), points=st.integers(2, 50), seed=st.integers(0, 2**31 - 1))
+def test_fit_line_resampling(slope: float, points: int, seed: int) -> None:
+    # densely recorded at small x, sparsely at large x, in shuffled order: the resampled fit of
+    # an exact power law still recovers the slope and uses exactly `points` points
+    x = np.concatenate([np.linspace(1.0, 2.0, 200), np.geomspace(2.5, 100.0, 5)])
+    x = np.random.default_rng(seed).permutation(x)
+    fit = fit_line(x, x**slope, x_window=(1.5, 80.0), resample=points)
+    assert fit is not None and fit.n_points == points
+    # linear interpolation of a convex/concave log-log straight line is exact: a line stays a line
+    assert fit.slope == pytest.approx(slope, abs=1e-9)
+    # a window that leaves the recorded range cannot be resampled
+    assert fit_line(x, x**slope, x_window=(0.5, 80.0), resample=points) is None
+
+
+def test_fit_line_too_few_points_gives_none() -> None:
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    assert fit_line(x[:1], x[:1]) is None
+    assert fit_line(x, x, min_points=5) is None
+    # non-positive values are dropped on a log axis: two points remain, which is enough
+    fit = fit_line(x, np.array([-1.0, 0.0, 4.0, 8.0]))
+    assert fit is not None and fit.n_points == 2
+    assert fit_line(x, np.array([-1.0, 0.0, 0.0, 8.0])) is None
+    # non-finite values are dropped too; two equal abscissae cannot give a slope
+    assert fit_line(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, np.nan])) is None
+    assert fit_line(x, x, x_window=(3.0, 5.0)) is None  # one point inside
+
+
+def test_fit_line_bad_input() -> None:
+    with pytest.raises(ParameterError, match="same length"):
+        fit_line([1.0, 2.0], [1.0])
+    with pytest.raises(ParameterError, match="resample needs x_window"):
+        fit_line([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], resample=10)
+    with pytest.raises(ParameterError, match="x_window"):
+        fit_line([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], x_window=(0.0, 2.0), resample=10)

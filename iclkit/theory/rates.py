@@ -117,7 +117,7 @@ def fit_line(
     resample : int, optional
         Interpolate ``v`` at this many points evenly spaced in ``u`` over ``x_window`` before
         fitting, so that densely recorded stretches do not dominate. Needs ``x_window``, which
-        must then lie inside the recorded range.
+        must then lie inside the recorded range (the points may come in any order).
     min_points : int
         Fewer kept points than this (before resampling) gives ``None``.
 
@@ -134,6 +134,8 @@ def fit_line(
         )
     if resample is not None and x_window is None:
         raise ParameterError("resample needs x_window (the interval to resample over)")
+    if log_x and x_window is not None and x_window[0] <= 0:
+        raise ParameterError(f"x_window must lie in x > 0 on a log axis, got {x_window}")
     keep = np.isfinite(xa) & np.isfinite(ya)
     if log_x:
         keep &= xa > 0
@@ -150,6 +152,8 @@ def fit_line(
     if resample is not None:
         assert x_window is not None
         lo, hi = (math.log(x_window[0]), math.log(x_window[1])) if log_x else x_window
+        order = np.argsort(u, kind="stable")  # np.interp needs increasing abscissae
+        u, v = u[order], v[order]
         grid = np.linspace(lo, hi, int(resample))
         if grid[0] < u[0] or grid[-1] > u[-1]:
             return None
