@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from iclkit.dynamics.lsa.integrate import simulate
 from iclkit.dynamics.lsa.flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
 from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.integrate import simulate
 from iclkit.dynamics.lsa.moments import LSAMoments
 
 TARGET = 1e-10
@@ -82,8 +82,8 @@ def run_iclkit(flow_name: str, d: int) -> dict[str, float]:
         "time": wall,
         "err": err,
         "t": sim.t_final,
-        "nfev": sim.stats["nfev"],
-        "steps": sim.stats["steps"],
+        "nfev": sim.stats.function_evaluations,
+        "steps": sim.stats.steps,
         "status": sim.status.value,
     }
 

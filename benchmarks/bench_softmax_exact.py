@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from iclkit.dynamics.softmax import SoftmaxConfig, simulate_softmax
 from iclkit.dynamics.softmax.phases import detect_phases
-from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 
 
@@ -35,15 +35,15 @@ def main() -> None:
     ]
     print(f"exact population GD, K={args.K}, N={args.N}, {args.steps} steps, eta={args.eta}")
     for name, fc in cases:
-        cfg = SoftmaxDynamicsConfig(features=fc, method="exact", eta=args.eta, steps=args.steps)
+        cfg = SoftmaxConfig(features=fc, method="exact", eta=args.eta, steps=args.steps)
         t0 = time.perf_counter()
         tr = simulate_softmax(cfg)
         wall = time.perf_counter() - t0
         rep = detect_phases(tr, eps=1e-3)
         print(
             f"  {name:<18} wall {wall:7.2f} s  ({1e6 * wall / args.steps:6.1f} us/step)  "
-            f"count terms per column type {tr.stats['count_terms']}, "
-            f"dropped mass <= {tr.stats['dropped_mass']:.1e}, status {tr.status}"
+            f"count terms per column type {tr.stats.extra['count_terms']}, "
+            f"dropped mass <= {tr.stats.extra['dropped_mass']:.1e}, status {tr.status.value}"
         )
         print(
             f"  {'':<18} time to Attn=1/2 {rep.summary['time_to_half_attention']}, "

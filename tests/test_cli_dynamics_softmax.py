@@ -15,8 +15,8 @@ def _json(capsys, argv):
 
 
 def test_balanced_json(capsys):
-    out = _json(capsys, ["dynamics", "softmax", "--K", "5", "--N", "40", "--balanced", "--json"])
-    assert out["status"] == "ok"
+    out = _json(capsys, ["dynamics", "softmax", "--K", "5", "--n", "40", "--balanced", "--json"])
+    assert out["status"] == "converged"
     assert [ph["name"] for ph in out["phases"]] == ["target growth", "convergence"]
     assert set(out["time_to_half_attention"]) == {"balanced"}
     assert out["time_to_loss_eps"]["balanced"] > out["time_to_half_attention"]["balanced"] > 0
@@ -31,7 +31,7 @@ def test_imbalanced_json_and_plots(capsys, tmp_path):
             "softmax",
             "--K",
             "6",
-            "--N",
+            "--n",
             "60",
             "--p-dominant",
             "0.6",
@@ -61,11 +61,11 @@ def test_monte_carlo_and_query_variant_text_output(capsys):
                 "softmax",
                 "--K",
                 "3",
-                "--N",
+                "--n",
                 "8",
                 "--method",
                 "monte-carlo",
-                "--batch-size",
+                "--batch",
                 "64",
                 "--max-time",
                 "5",
@@ -81,14 +81,14 @@ def test_monte_carlo_and_query_variant_text_output(capsys):
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["--K", "1", "--N", "5"], "K"),
-        (["--K", "4", "--N", "0"], "N"),
-        (["--K", "4", "--N", "5", "--d", "3"], "d"),
-        (["--K", "4", "--N", "5", "--p-dominant", "1.5"], "p_dominant"),
-        (["--K", "3", "--N", "5", "--p", "0.5,0.6,0.1"], "p"),
-        (["--K", "4", "--N", "5", "--eta", "-1"], "eta"),
-        (["--K", "4", "--N", "5", "--eps", "0"], "eps"),
-        (["--K", "4", "--N", "5", "--max-time", "-3"], "max_time"),
+        (["--K", "1", "--n", "5"], "K"),
+        (["--K", "4", "--n", "0"], "N"),
+        (["--K", "4", "--n", "5", "--d", "3"], "d"),
+        (["--K", "4", "--n", "5", "--p-dominant", "1.5"], "p_dominant"),
+        (["--K", "3", "--n", "5", "--p", "0.5,0.6,0.1"], "p"),
+        (["--K", "4", "--n", "5", "--eta", "-1"], "eta"),
+        (["--K", "4", "--n", "5", "--eps", "0"], "eps"),
+        (["--K", "4", "--n", "5", "--max-time", "-3"], "max_time"),
     ],
 )
 def test_bad_input_exit_2(capsys, argv, name):
@@ -103,7 +103,7 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for opt in (
         "--K",
-        "--N",
+        "--n",
         "--balanced",
         "--p-dominant",
         "--eta",

@@ -3,11 +3,10 @@ qualitative claims ([READ] abstract) under this project's operational phase defi
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from iclkit.dynamics.softmax.phases import detect_phases, loglog_slope
-from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
+from iclkit.dynamics.softmax import SoftmaxConfig, simulate_softmax
+from iclkit.dynamics.softmax.phases import detect_phases
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import ParameterError
 
@@ -15,7 +14,7 @@ from iclkit.theory.validation import ParameterError
 def _exact(K, N, *, p_dominant=None, **kw):
     mode = "balanced" if p_dominant is None else "imbalanced"
     fc = FeatureConfig(K=K, N=N, p_mode=mode, p_dominant=p_dominant)
-    return simulate_softmax(SoftmaxDynamicsConfig(features=fc, method="exact", **kw))
+    return simulate_softmax(SoftmaxConfig(features=fc, method="exact", **kw))
 
 
 def test_balanced_two_phases_and_one_over_t_convergence():
@@ -78,10 +77,10 @@ def test_dominant_time_to_eps_independent_of_K():
     assert max(times) / min(times) < 1.2
 
 
-def test_loglog_slope_of_power_law():
-    t = np.geomspace(1, 1e4, 200)
-    assert loglog_slope(t, 3 * t**-1.0, 10, 1e3) == pytest.approx(-1.0, abs=1e-9)
-    assert loglog_slope(t, t**2, 10, 15) is None  # window narrower than a factor 2
+def test_final_loss_slope_is_the_1_over_t_law():
+    tr = _exact(10, 200, eta=4.0, max_time=1e5)
+    q = detect_phases(tr).by_query("balanced")
+    assert q.final_loss_slope is not None and -1.1 <= q.final_loss_slope <= -0.9
 
 
 def test_bad_input_raises():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from iclkit.dynamics.softmax import SoftmaxConfig, simulate_softmax
 from iclkit.dynamics.softmax.phases import detect_phases
 from iclkit.dynamics.softmax.plots import plot_softmax_dynamics
 from iclkit.dynamics.softmax.scaling import phase_time_scaling
-from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 
 
 def test_figures_written_as_truetype_pdf_and_png(tmp_path):
     fc = FeatureConfig(K=5, N=40, p_mode="imbalanced", p_dominant=0.6)
-    tr = simulate_softmax(SoftmaxDynamicsConfig(features=fc, method="exact", max_time=400))
+    tr = simulate_softmax(SoftmaxConfig(features=fc, method="exact", max_time=400))
     rep = detect_phases(tr, eps=1e-2)
     scaling = phase_time_scaling([4, 6], N=40, eps=0.1)
     paths = plot_softmax_dynamics(tr, rep, tmp_path / "figs", scaling)
@@ -33,8 +33,6 @@ def test_figures_written_as_truetype_pdf_and_png(tmp_path):
 
 def test_monte_carlo_loss_band(tmp_path):
     fc = FeatureConfig(K=3, N=10)
-    tr = simulate_softmax(
-        SoftmaxDynamicsConfig(features=fc, method="monte-carlo", steps=5, batch_size=64)
-    )
+    tr = simulate_softmax(SoftmaxConfig(features=fc, method="monte-carlo", steps=5, batch_size=64))
     paths = plot_softmax_dynamics(tr, detect_phases(tr), tmp_path)
     assert all(p.stat().st_size > 0 for p in paths)

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binom, multinomial
 
+from iclkit.dynamics.softmax.exact import exact_structure
 from iclkit.dynamics.softmax.population import (
     count_table,
-    exact_structure,
     mean_field_moments,
     population_moments,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclkit.dynamics.softmax.scaling import fit_loglog_slope, phase_time_scaling
+from iclkit.dynamics.softmax.scaling import phase_time_scaling
 from iclkit.theory.validation import ParameterError
 
 
@@ -28,9 +28,6 @@ def test_under_represented_phase_times_scale_like_K_squared():
 
 
 def test_fit_slope_and_errors():
-    assert fit_loglog_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
-    with pytest.raises(ParameterError, match="^x and y"):
-        fit_loglog_slope([1, 2], [1, -1])
     with pytest.raises(ParameterError, match="^Ks"):
         phase_time_scaling([5])
     with pytest.raises(ParameterError, match="^method"):

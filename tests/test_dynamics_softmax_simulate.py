@@ -7,15 +7,17 @@ import itertools
 import numpy as np
 import pytest
 
+from iclkit.dynamics import Status
+from iclkit.dynamics.softmax import SoftmaxConfig, simulate_softmax
+from iclkit.dynamics.softmax.config import DEFAULT_STEPS, default_horizon
 from iclkit.dynamics.softmax.phases import detect_phases
 from iclkit.dynamics.softmax.population import population_moments
-from iclkit.dynamics.softmax.simulate import SoftmaxDynamicsConfig, simulate_softmax
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import ParameterError
 
 
 def _run(fc, **kw):
-    return simulate_softmax(SoftmaxDynamicsConfig(features=fc, **kw))
+    return simulate_softmax(SoftmaxConfig(features=fc, **kw))
 
 
 def test_mean_field_balanced_invariants_on_full_Z():
@@ -45,7 +47,7 @@ def test_mean_field_balanced_invariants_on_full_Z():
 def test_exact_imbalanced_invariants(query):
     fc = FeatureConfig(K=8, N=60, p_mode="imbalanced", p_dominant=0.5)
     tr = _run(fc, method="exact", eta=1.0, max_time=1500, include_query_in_softmax=query)
-    assert tr.status == "ok"
+    assert tr.status is Status.MAX_TIME and "no stop_loss" in tr.message
     assert tr.column_sum_drift.max() < 1e-10
     assert np.all(np.diff(tr.target_weight, axis=0) >= -1e-13)
     # dominant off-target weight of under-represented queries decreases monotonically (§A.5)
@@ -58,7 +60,7 @@ def test_monte_carlo_agrees_with_exact():
     common = {"steps": 80, "eta": 2.0, "record_resolution": 20}
     mc = _run(fc, method="monte-carlo", batch_size=4000, store_Z=True, **common)
     ex = _run(fc, method="exact", **common)
-    assert mc.status == "ok" and mc.loss_se_per_type is not None
+    assert mc.status is Status.MAX_TIME and mc.loss_se_per_type is not None
     # (1) each recorded batch loss is an unbiased estimate of the exact loss at the MC iterate:
     # within 4 standard errors (58 records x 2 types: a false alarm has probability ~1e-2 at
     # worst, and the seeds are fixed)
@@ -109,13 +111,14 @@ def test_phase_times_do_not_depend_on_small_eta():
 def test_status_and_stats():
     fc = FeatureConfig(K=3, N=5)
     tr = _run(fc, method="exact", steps=5, stop_loss=1e-9)
-    assert tr.status == "max_steps" and "stop_loss" in tr.message
-    assert tr.stats["steps_run"] == 5 and tr.stats["count_terms"] == [6]
+    assert tr.status is Status.MAX_TIME and "stop_loss" in tr.message
+    assert tr.stats.steps == 5 and tr.stats.extra["count_terms"] == [6]
+    assert tr.stats.function_evaluations == 6 and tr.stats.method == "exact"
     tr = _run(fc, method="mean-field", steps=3)
-    assert tr.status == "ok" and tr.steps.tolist() == [0, 1, 2, 3]
+    assert tr.status is Status.MAX_TIME and tr.steps.tolist() == [0, 1, 2, 3]
     # random initialisation: no symmetry, exact sums over all compositions (small K, N)
     tr = _run(fc, method="exact", steps=3, init="random", init_scale=0.5, seed=2)
-    assert not tr.stats["symmetric_reduction"] and tr.stats["reduced_parameters"] == 9
+    assert not tr.stats.extra["symmetric_reduction"] and tr.stats.extra["reduced_parameters"] == 9
     assert tr.column_sum_drift.max() < 1e-12
     with pytest.raises(ParameterError, match="^query type"):
         tr.type_index("dominant")
@@ -138,17 +141,45 @@ def test_status_and_stats():
 )
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ParameterError, match=f"^{name}"):
-        SoftmaxDynamicsConfig(features=FeatureConfig(K=3, N=4), **kwargs)
+        SoftmaxConfig(features=FeatureConfig(K=3, N=4), **kwargs)
 
 
 def test_bad_entry_input():
     with pytest.raises(ParameterError, match="^features"):
-        SoftmaxDynamicsConfig(features={"K": 3})  # type: ignore[arg-type]
+        SoftmaxConfig(features={"K": 3})  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="^config"):
         simulate_softmax("exact")  # type: ignore[arg-type]
     # exact sums that would be too large are refused with advice
-    cfg = SoftmaxDynamicsConfig(
+    cfg = SoftmaxConfig(
         features=FeatureConfig(K=6, N=400), method="exact", init="random", steps=2, max_terms=10**5
     )
     with pytest.raises(ParameterError, match="mean-field"):
         simulate_softmax(cfg)
+
+
+@pytest.mark.parametrize("method", ["exact", "mean-field"])
+def test_status_converged_when_stop_loss_reached(method):
+    tr = _run(FeatureConfig(K=3, N=30), method=method, max_time=2000, stop_loss=1e-2)
+    assert tr.status is Status.CONVERGED and "stop_loss" in tr.message
+    assert tr.loss_per_type[-1].max() <= 1e-2 and tr.time[-1] < 2000
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_status_diverged_for_a_too_large_step():
+    # exact count sums overflow to non-finite values for a huge step (the mean-field and Monte
+    # Carlo losses are bounded and their softmax saturates instead)
+    fc = FeatureConfig(K=3, N=6)
+    tr = _run(fc, method="exact", eta=1e4, steps=50, init="random", init_scale=1.0)
+    assert tr.status is Status.DIVERGED and "reduce eta" in tr.message
+    assert not tr.status.ok
+
+
+def test_default_horizon_from_stop_loss():
+    fc = FeatureConfig(K=4, N=10, p_mode="imbalanced", p_dominant=0.7)
+    p_min = float(fc.probabilities.min())
+    assert default_horizon(p_min, 1e-3) == 4.0 / p_min**2 + 2.0 / (p_min * 1e-3)
+    cfg = SoftmaxConfig(features=fc, eta=2.0, stop_loss=1e-3)
+    assert cfg.steps == int(np.ceil(default_horizon(p_min, 1e-3) / 2.0 - 1e-9))
+    assert SoftmaxConfig(features=fc).steps == DEFAULT_STEPS
+    with pytest.raises(ParameterError, match="^eps"):
+        default_horizon(0.5, 0.0)

@@ -1,43 +1,33 @@
 """Training dynamics of one-layer attention: two systems, one shape.
 
 - :mod:`iclkit.dynamics.lsa`: gradient flow of a linear self-attention layer on the population
-  loss (linear regression and the MoR analogue) against its sympy fixed point.
+  loss (linear regression and the MoR analogue) against its sympy fixed point:
+  ``simulate_lsa(LSAConfig(...)) -> LSAResult``.
 - :mod:`iclkit.dynamics.softmax`: GD of one-layer softmax attention on feature tokens, with
-  phase detection.
+  phase detection: ``simulate_softmax(SoftmaxConfig(...)) -> SoftmaxResult``.
 
-Both return a result carrying the shared :class:`~iclkit.dynamics.status.Status`.
+Both results carry the shared :class:`~iclkit.dynamics.status.Status`, a ``message`` and
+:class:`~iclkit.dynamics.status.SolverStats`. Figures live in the ``plots`` modules, which
+nothing here imports.
 """
 
 from __future__ import annotations
 
-from .lsa import (
-    EigenLSAFlow,
-    FullLSAFlow,
-    LSAMoments,
-    ReducedLSAFlow,
-    Simulation,
-    lsa_convergence,
-    random_init,
-    simulate,
-    structured_init,
-)
-from .softmax import SoftmaxDynamicsConfig, SoftmaxTrajectory, detect_phases, simulate_softmax
+from . import lsa, softmax
+from .lsa import LSAConfig, LSAResult, simulate_lsa
+from .softmax import SoftmaxConfig, SoftmaxResult, detect_phases, simulate_softmax
 from .status import SolverStats, Status
 
 __all__ = [
-    "EigenLSAFlow",
-    "FullLSAFlow",
-    "LSAMoments",
-    "ReducedLSAFlow",
-    "Simulation",
-    "SoftmaxDynamicsConfig",
-    "SoftmaxTrajectory",
+    "LSAConfig",
+    "LSAResult",
+    "SoftmaxConfig",
+    "SoftmaxResult",
     "SolverStats",
     "Status",
     "detect_phases",
-    "lsa_convergence",
-    "random_init",
-    "simulate",
+    "lsa",
+    "simulate_lsa",
     "simulate_softmax",
-    "structured_init",
+    "softmax",
 ]

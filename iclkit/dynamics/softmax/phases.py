@@ -35,11 +35,22 @@ from typing import Any
 
 import numpy as np
 
+from iclkit.theory.rates import fit_line
 from iclkit.theory.validation import ParameterError, check_positive, check_real
 
-from .simulate import SoftmaxTrajectory
+from .result import SoftmaxResult
 
-__all__ = ["Phase", "PhaseReport", "QueryPhases", "detect_phases", "loglog_slope"]
+__all__ = ["Phase", "PhaseReport", "QueryPhases", "detect_phases"]
+
+#: The final-phase slope needs a window of at least this factor in time (else None).
+SLOPE_MIN_SPAN = 2.0
+
+#: Log-uniform resampling of the final phase before the slope fit, so that the densely recorded
+#: early part of the window does not dominate the least squares.
+SLOPE_RESAMPLE = 64
+
+#: Fewer positive finite loss records than this: no final slope.
+SLOPE_MIN_POINTS = 4
 
 _PHASE_NAMES = {
     "offtarget_peak": "off-target growth",
@@ -111,6 +122,19 @@ class PhaseReport:
         """All phases as ``{query, name, start, end}`` dicts."""
         return [ph.as_dict() for q in self.queries for ph in q.phases]
 
+    def to_json(self) -> dict[str, Any]:
+        """Phases, their count, the headline times and the events per query type."""
+        out = {
+            "phases": self.phases,
+            "n_phases": self.summary["n_phases"],
+            "time_to_half_attention": self.summary["time_to_half_attention"],
+            "time_to_loss_eps": self.summary["time_to_loss_eps"],
+            "events": {q.query: q.events for q in self.queries},
+        }
+        if "stagewise" in self.summary:
+            out["stagewise"] = self.summary["stagewise"]
+        return out
+
 
 def _first_crossing(
     time: np.ndarray, values: np.ndarray, level: np.ndarray | float, *, below: bool = False
@@ -133,25 +157,6 @@ def _first_crossing(
     return float(time[i - 1] + frac * (time[i] - time[i - 1]))
 
 
-def loglog_slope(time: np.ndarray, values: np.ndarray, start: float, end: float) -> float | None:
-    """Least-squares slope of ``log values`` against ``log time`` on ``[start, end]``.
-
-    Points are resampled on a log-uniform grid (64 points) so dense early records do not
-    dominate. Returns None when the window spans less than a factor 2 or holds non-positive values.
-    """
-    if start <= 0 or end < 2.0 * start:
-        return None
-    sel = (time > 0) & np.isfinite(values) & (values > 0)
-    if sel.sum() < 4:
-        return None
-    lt, lv = np.log(time[sel]), np.log(values[sel])
-    grid = np.linspace(math.log(start), math.log(end), 64)
-    if grid[0] < lt[0] or grid[-1] > lt[-1]:
-        return None
-    y = np.interp(grid, lt, lv)
-    return float(np.polyfit(grid, y, 1)[0])
-
-
 def _local_slope(time: np.ndarray, values: np.ndarray, factor: float = 1.2) -> np.ndarray:
     """``d log values / d log time`` over ``[t / sqrt(factor), t * sqrt(factor)]``."""
     out = np.full(time.shape, np.nan)
@@ -169,13 +174,13 @@ def _local_slope(time: np.ndarray, values: np.ndarray, factor: float = 1.2) -> n
 
 
 def detect_phases(
-    trajectory: SoftmaxTrajectory, *, eps: float = 1e-3, slope_band: float = 0.25
+    trajectory: SoftmaxResult, *, eps: float = 1e-3, slope_band: float = 0.25
 ) -> PhaseReport:
     """Detect the phase events of every query type of a trajectory.
 
     Parameters
     ----------
-    trajectory : SoftmaxTrajectory
+    trajectory : SoftmaxResult
     eps : float
         Loss level for ``loss_eps`` (> 0).
     slope_band : float
@@ -188,8 +193,8 @@ def detect_phases(
         ``time_to_loss_eps`` and, with a dominant feature, ``stagewise`` (the under-represented
         loss and target attention at the time the dominant queries reach eps).
     """
-    if not isinstance(trajectory, SoftmaxTrajectory):
-        raise ParameterError(f"trajectory must be a SoftmaxTrajectory, got {trajectory!r}")
+    if not isinstance(trajectory, SoftmaxResult):
+        raise ParameterError(f"trajectory must be a SoftmaxResult, got {trajectory!r}")
     eps = check_positive(eps, "eps")
     slope_band = check_real(slope_band, "slope_band", minimum=0.0, strict_minimum=True, maximum=1.0)
     tr = trajectory
@@ -243,8 +248,16 @@ def detect_phases(
             start = tk
         phases.append(Phase(name, "convergence", start, end))
         fls = None
-        if ev["convergence_regime"] is not None:
-            fls = loglog_slope(t, loss, ev["convergence_regime"], end)
+        t_conv = ev["convergence_regime"]
+        if t_conv is not None and t_conv > 0 and end >= SLOPE_MIN_SPAN * t_conv:
+            fit = fit_line(
+                t,
+                loss,
+                x_window=(t_conv, end),
+                resample=SLOPE_RESAMPLE,
+                min_points=SLOPE_MIN_POINTS,
+            )
+            fls = None if fit is None else fit.slope
         queries.append(QueryPhases(name, ev, tuple(phases), events_ordered, fls))
     summary: dict[str, Any] = {
         "n_phases": {q.query: q.n_phases for q in queries},

@@ -12,51 +12,46 @@ Each writes ``<stem>.pdf`` (TrueType fonts) and ``<stem>.png`` atomically.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from iclkit.io import save_figure as save_figure_atomically
+from iclkit.io import COLORS, new_figure, save_figure
 
 from .phases import PhaseReport
+from .result import SoftmaxResult
 from .scaling import ScalingResult
-from .simulate import SoftmaxTrajectory
 
-__all__ = ["plot_attention", "plot_loss", "plot_scaling", "plot_softmax_dynamics", "save_figure"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-# colour-blind safe (Okabe-Ito)
-_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+__all__ = ["plot_attention", "plot_loss", "plot_scaling", "plot_softmax_dynamics"]
+
+#: Alternating shades of successive phases.
 _SHADES = ["#e8e8e8", "#ffffff"]
 
-
-def save_figure(fig: Any, stem: str | Path) -> list[Path]:
-    """Save ``fig`` as ``stem.pdf`` and ``stem.png`` (each written to a temporary file in the same
-    directory, then renamed), close it, and return the two paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-        out = [Path(p) for p in save_figure_atomically(fig, stem, dpi=150, bbox_inches="tight")]
-    plt.close(fig)
-    return out
+#: Floor of the lower 2-se band on log axes.
+_LOG_FLOOR = 1e-300
 
 
-def plot_loss(traj: SoftmaxTrajectory, report: PhaseReport | None, stem: str | Path) -> list[Path]:
+def _save(fig: Figure, stem: str | Path) -> list[Path]:
+    return [Path(p) for p in save_figure(fig, stem)]
+
+
+def plot_loss(traj: SoftmaxResult, report: PhaseReport | None, stem: str | Path) -> list[Path]:
     """Loss per query type vs eta t on log-log axes (eps as a dotted line)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = new_figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     sel = traj.time > 0
     for j, name in enumerate(traj.query_types):
         ax.loglog(
-            traj.time[sel], traj.loss_per_type[sel, j], color=_COLORS[j % 8], label=f"query: {name}"
+            traj.time[sel], traj.loss_per_type[sel, j], color=COLORS[j % 8], label=f"query: {name}"
         )
         if traj.loss_se_per_type is not None:
             lo = traj.loss_per_type[sel, j] - 2 * traj.loss_se_per_type[sel, j]
             hi = traj.loss_per_type[sel, j] + 2 * traj.loss_se_per_type[sel, j]
             ax.fill_between(
-                traj.time[sel], np.maximum(lo, 1e-300), hi, color=_COLORS[j % 8], alpha=0.2, lw=0
+                traj.time[sel], np.maximum(lo, _LOG_FLOOR), hi, color=COLORS[j % 8], alpha=0.2, lw=0
             )
     if report is not None:
         ax.axhline(report.eps, color="0.4", ls=":", lw=1, label=f"eps = {report.eps:g}")
@@ -65,27 +60,26 @@ def plot_loss(traj: SoftmaxTrajectory, report: PhaseReport | None, stem: str | P
     ax.set_title(_title(traj), fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    return save_figure(fig, stem)
+    return _save(fig, stem)
 
 
-def plot_attention(
-    traj: SoftmaxTrajectory, report: PhaseReport | None, stem: str | Path
-) -> list[Path]:
+def plot_attention(traj: SoftmaxResult, report: PhaseReport | None, stem: str | Path) -> list[Path]:
     """Per query type: attention (left) and attention weights (right) vs eta t, phases shaded."""
     J = len(traj.query_types)
-    fig, axes = plt.subplots(J, 2, figsize=(10, 3.2 * J), squeeze=False)
+    fig = new_figure(figsize=(10, 3.2 * J))
+    axes = fig.subplots(J, 2, squeeze=False)
     sel = traj.time > 0
     t = traj.time[sel]
     for j, name in enumerate(traj.query_types):
         a0, a1 = axes[j]
         a0.semilogx(
-            t, traj.attention_target[sel, j], color=_COLORS[0], label=r"$\mathrm{Attn}_k$ (target)"
+            t, traj.attention_target[sel, j], color=COLORS[0], label=r"$\mathrm{Attn}_k$ (target)"
         )
         if np.all(np.isfinite(traj.attention_dominant[:, j])):
             a0.semilogx(
                 t,
                 traj.attention_dominant[sel, j],
-                color=_COLORS[1],
+                color=COLORS[1],
                 label="attention on dominant feature",
             )
         a0.axhline(0.5, color="0.5", ls=":", lw=1)
@@ -94,21 +88,21 @@ def plot_attention(
         a1.semilogx(
             t,
             traj.target_weight[sel, j],
-            color=_COLORS[0],
+            color=COLORS[0],
             label=r"$v_k^\top Q v_k$ (target weight)",
         )
         if np.all(np.isfinite(traj.offtarget_dominant[:, j])):
             a1.semilogx(
                 t,
                 traj.offtarget_dominant[sel, j],
-                color=_COLORS[1],
+                color=COLORS[1],
                 label=r"$v_1^\top Q v_k$ (dominant off-target)",
             )
         if np.any(np.isfinite(traj.offtarget_other[:, j])):
             a1.semilogx(
                 t,
                 traj.offtarget_other[sel, j],
-                color=_COLORS[2],
+                color=COLORS[2],
                 label=r"$v_m^\top Q v_k$ (other off-target)",
             )
         a1.axhline(0.0, color="0.5", lw=0.5)
@@ -135,21 +129,22 @@ def plot_attention(
     axes[-1, 0].set_xlabel(r"$\eta t$")
     axes[-1, 1].set_xlabel(r"$\eta t$")
     fig.suptitle(_title(traj), fontsize=9)
-    return save_figure(fig, stem)
+    return _save(fig, stem)
 
 
 def plot_scaling(
     result: ScalingResult, stem: str | Path, keys: list[str] | None = None
 ) -> list[Path]:
     """Event times vs K on log-log axes with the fitted power laws."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig = new_figure(figsize=(5.5, 4.0))
+    ax = fig.subplots()
     use = keys if keys is not None else list(result.slopes)
     K = result.Ks
     for i, key in enumerate(use):
         if key not in result.slopes:
             continue
         y = result.times[key]
-        c = _COLORS[i % 8]
+        c = COLORS[i % 8]
         slope = result.slopes[key]
         ax.loglog(K, y, "o", color=c, label=f"{key}  (slope {slope:.2f})")
         b = np.mean(np.log(y) - slope * np.log(K))
@@ -166,11 +161,11 @@ def plot_scaling(
     )
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
-    return save_figure(fig, stem)
+    return _save(fig, stem)
 
 
 def plot_softmax_dynamics(
-    traj: SoftmaxTrajectory,
+    traj: SoftmaxResult,
     report: PhaseReport,
     out_dir: str | Path,
     scaling: ScalingResult | None = None,
@@ -184,7 +179,7 @@ def plot_softmax_dynamics(
     return paths
 
 
-def _title(traj: SoftmaxTrajectory) -> str:
+def _title(traj: SoftmaxResult) -> str:
     c = traj.config
     f = c.features
     pm = f.p_mode if f.p_mode != "imbalanced" else f"imbalanced p1={f.p_dominant}"

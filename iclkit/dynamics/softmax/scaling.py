@@ -16,12 +16,18 @@ from typing import Any
 import numpy as np
 
 from iclkit.theory.features import FeatureConfig
+from iclkit.theory.rates import fit_line
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
+from .config import Method, SoftmaxConfig, default_horizon
 from .phases import detect_phases
-from .simulate import Method, SoftmaxDynamicsConfig, simulate_softmax
+from .simulate import simulate_softmax
 
-__all__ = ["ScalingResult", "fit_loglog_slope", "phase_time_scaling"]
+__all__ = ["SWEEP_TAIL_FACTOR", "ScalingResult", "phase_time_scaling"]
+
+#: ``tail_factor`` of :func:`.config.default_horizon` in a sweep: a 4x margin on the time to eps
+#: (half the single-run default), as a sweep runs many long simulations.
+SWEEP_TAIL_FACTOR = 1.0
 
 _EVENTS = (
     "offtarget_peak",
@@ -53,16 +59,6 @@ class ScalingResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def fit_loglog_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Least-squares slope of log y on log x (x, y > 0, at least 2 points)."""
-    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if xa.shape != ya.shape or xa.size < 2:
-        raise ParameterError("x and y must have the same length >= 2")
-    if np.any(~np.isfinite(ya)) or np.any(ya <= 0) or np.any(xa <= 0):
-        raise ParameterError("x and y must be finite and positive")
-    return float(np.polyfit(np.log(xa), np.log(ya), 1)[0])
-
-
 def phase_time_scaling(
     Ks: Sequence[int],
     *,
@@ -90,8 +86,8 @@ def phase_time_scaling(
     method : {"mean-field", "exact"}
         Monte Carlo is not offered here (too slow for sweeps).
     max_time : float or None
-        Horizon in eta * t; default ``4 / p_min^2 + 1 / (p_min eps)``, about 4x the
-        measured time to eps.
+        Horizon in eta * t; default :func:`.config.default_horizon` with
+        :data:`SWEEP_TAIL_FACTOR`, ``4 / p_min^2 + 1 / (p_min eps)``.
     """
     if method not in ("mean-field", "exact"):
         raise ParameterError(f"method must be 'mean-field' or 'exact', got {method!r}")
@@ -104,9 +100,13 @@ def phase_time_scaling(
     for K in Klist:
         fc = FeatureConfig(K=K, N=N, p_mode=p_mode, p_dominant=p_dominant)  # type: ignore[arg-type]
         p_min = float(fc.probabilities.min())
-        horizon = max_time if max_time is not None else 4.0 / p_min**2 + 1.0 / (p_min * eps)
+        horizon = (
+            max_time
+            if max_time is not None
+            else default_horizon(p_min, eps, tail_factor=SWEEP_TAIL_FACTOR)
+        )
         traj = simulate_softmax(
-            SoftmaxDynamicsConfig(
+            SoftmaxConfig(
                 features=fc,
                 eta=eta,
                 method=method,
@@ -123,11 +123,12 @@ def phase_time_scaling(
                 times.setdefault(key, []).append(math.nan if val is None else float(val))
     Ks_arr = np.asarray(Klist, dtype=np.float64)
     times_arr = {k: np.asarray(v, dtype=np.float64) for k, v in times.items()}
-    slopes = {
-        k: fit_loglog_slope(Ks_arr, v)
+    fits = {
+        k: fit_line(Ks_arr, v)
         for k, v in times_arr.items()
         if np.all(np.isfinite(v)) and np.all(v > 0)
     }
+    slopes = {k: fit.slope for k, fit in fits.items() if fit is not None}
     settings = {
         "method": method,
         "N": N,
