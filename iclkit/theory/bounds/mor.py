@@ -52,6 +52,16 @@ def _pi(pi: Sequence[float] | np.ndarray, K: int) -> np.ndarray:
     return arr
 
 
+def _theorem_3_1_arguments(
+    n: int, d: int, K: int, delta: float, pi: Sequence[float] | np.ndarray, C: float
+) -> tuple[int, int, int, float, np.ndarray, float]:
+    """The validated arguments shared by the Theorem 3.1 statements: ``(n, d, K, delta, pi, C)``."""
+    n = check_int(n, "n", minimum=1)
+    d = check_int(d, "d", minimum=1)
+    K = check_int(K, "K", minimum=1)
+    return n, d, K, _delta(delta), _pi(pi, K), check_positive(C, "C")
+
+
 # --------------------------------------------------------------------------- MoR Theorem 3.1
 def theorem_3_1_conditions(
     n: int,
@@ -82,13 +92,8 @@ def theorem_3_1_conditions(
     C : float
         The constant (> 0).
     """
-    n = check_int(n, "n", minimum=1)
-    d = check_int(d, "d", minimum=1)
-    K = check_int(K, "K", minimum=1)
-    delta = _delta(delta)
-    p = _pi(pi, K)
+    n, d, K, delta, p, C = _theorem_3_1_arguments(n, d, K, delta, pi, C)
     snr = check_positive(snr, "snr")
-    C = check_positive(C, "C")
     rho = float(p.max() / p.min())
     lk = math.log(K * K / delta)
     req_d = C * d * math.log(d * K * K / delta) ** 2
@@ -127,12 +132,7 @@ def theorem_3_1_error_bound(
     ``||w*_max||``; checks therefore fit C on data with ``||beta_k|| = 1``.)
     The constant is unknown (O(.) in the paper).
     """
-    n = check_int(n, "n", minimum=1)
-    d = check_int(d, "d", minimum=1)
-    K = check_int(K, "K", minimum=1)
-    delta = _delta(delta)
-    p = _pi(pi, K)
-    C = check_positive(C, "C")
+    n, d, K, delta, p, C = _theorem_3_1_arguments(n, d, K, delta, pi, C)
     rho = float(p.max() / p.min())
     term1 = math.sqrt(d * K * rho**2 * math.log(n * K * K / delta) ** 2 / n)
     term2 = math.sqrt(d * K * math.log(K * K / delta) / (n * float(p.min())))
