@@ -47,6 +47,23 @@ TANH_SECOND_DERIVATIVE_MAX = 4.0 / (3.0 * math.sqrt(3.0))
 
 ScalarFunction = Callable[[torch.Tensor], torch.Tensor]
 
+#: Points of the dense grid on which a scalar sum's sup error is measured: spacing R / 10^4,
+#: far finer than any knot spacing used (the error between grid points is then negligible).
+MEASURE_GRID_POINTS = 20001
+
+#: Bivariate fits: least squares on a 121 x 121 grid, sup error measured on a finer 401 x 401.
+BIVARIATE_FIT_POINTS = 121
+BIVARIATE_GRID_POINTS = 401
+
+#: Bracket of the bisection for the balancing R of tanh: at R = 0.1 the tail 1 - tanh R
+#: dominates, at R = 50 the interpolation bound does, for every M >= 3. 100 halvings shrink it
+#: below float64 resolution.
+_TANH_R_BRACKET = (0.1, 50.0)
+_BISECTION_STEPS = 100
+
+#: Floor of an l1 norm before dividing by it (above float64's smallest normal number).
+_TINY = 1e-300
+
 
 @dataclass(frozen=True)
 class Certificate:
@@ -152,7 +169,7 @@ class ReluSum:
 
 def _normalise(a: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rescale each term so that ``||a_m||_1 = 1`` (relu is positively homogeneous)."""
-    s = a.abs().sum(-1).clamp_min(1e-300)
+    s = a.abs().sum(-1).clamp_min(_TINY)
     return a / s[:, None], c * s
 
 
@@ -166,7 +183,7 @@ def interpolate_relu_sum(
     domain: tuple[float, float] | None = None,
     left: str = "flat",
     right: str | float | None = None,
-    grid_points: int = 20001,
+    grid_points: int = MEASURE_GRID_POINTS,
 ) -> ReluSum:
     """Piecewise-linear interpolation of a scalar ``g`` as a sum of ``M`` ReLUs.
 
@@ -244,8 +261,8 @@ def _tanh_R(M: int) -> float:
     def gap(R: float) -> float:
         return TANH_SECOND_DERIVATIVE_MAX * (2 * R / n_int) ** 2 / 8 - (1 - math.tanh(R))
 
-    lo, hi = 0.1, 50.0
-    for _ in range(100):
+    lo, hi = _TANH_R_BRACKET
+    for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         if gap(mid) > 0:
             hi = mid
@@ -254,7 +271,9 @@ def _tanh_R(M: int) -> float:
     return hi
 
 
-def tanh_relu_sum(M: int, R: float | None = None, *, grid_points: int = 20001) -> ReluSum:
+def tanh_relu_sum(
+    M: int, R: float | None = None, *, grid_points: int = MEASURE_GRID_POINTS
+) -> ReluSum:
     """tanh as a flat-extended interpolating ReLU sum of ``M >= 3`` terms.
 
     The certificate's ``eps_global = max(0.0962 h^2, 1 - tanh R)`` bounds the error on all
@@ -289,8 +308,8 @@ def fit_bivariate_relu_sum(
     M: int,
     *,
     seed: int = 0,
-    fit_points: int = 121,
-    grid_points: int = 401,
+    fit_points: int = BIVARIATE_FIT_POINTS,
+    grid_points: int = BIVARIATE_GRID_POINTS,
 ) -> ReluSum:
     """Least-squares sum of ``M`` ReLUs for a bivariate ``g(z1, z2)`` on ``[-R, R]^2``.
 
