@@ -8,7 +8,7 @@ slower). It also prints the ReLU-attention encoder's step time for reference.
 Needs the ``benchmark`` extra:  pip install 'iclkit[benchmark]'   (or: pip install transformers)
 
 Run:  python benchmarks/bench_train_step.py [--D 64] [--layers 3] [--heads 4] [--n 20]
-      [--batch 64] [--steps 30] [--threads 1]
+      [--batch-size 64] [--steps 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ from torch import nn
 from iclkit.experiments.models import ModelConfig, build_model
 from iclkit.theory.mor import MoRConfig, fresh_batch
 
+#: Untimed steps before timing (allocator and kernel caches warm up).
+WARMUP_STEPS = 5
+#: Timed rounds per model, interleaved; the best of their medians is reported.
+ROUNDS = 3
+#: Learning rate of the timed AdamW steps (any small value: only the time is measured).
+LR = 1e-4
 
-def _time_steps(step: object, steps: int, warmup: int = 5) -> float:
+
+def _time_steps(step: object, steps: int, warmup: int = WARMUP_STEPS) -> float:
     for _ in range(warmup):
         step()  # type: ignore[operator]
     times = []
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--D", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch-size", "--batch", dest="batch_size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -87,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     torch.set_num_threads(a.threads)
-    batch = fresh_batch(MoRConfig(d=a.d, K=2, n=a.n), a.batch, seed=0, step=0, dtype=torch.float32)
+    batch = fresh_batch(
+        MoRConfig(d=a.d, K=2, n=a.n), a.batch_size, seed=0, step=0, dtype=torch.float32
+    )
     X, y = batch.X, batch.y
     N = a.n + 1
-    tokens = torch.zeros(a.batch, 2 * N - 1, a.d + 1)
+    tokens = torch.zeros(a.batch_size, 2 * N - 1, a.d + 1)
     tokens[:, 0::2, : a.d] = X
     tokens[:, 1::2, a.d] = y[:, : N - 1]
 
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def stepper(model: nn.Module, call: object) -> object:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(model.parameters(), lr=LR)
 
         def step() -> None:
             pred = call()  # type: ignore[operator]
@@ -116,19 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     n_hf = sum(p.numel() for p in hf.parameters())
     # interleave the measurements so that load from other processes hits both alike
     t_ours, t_hf = [], []
-    for _ in range(3):
+    for _ in range(ROUNDS):
         t_ours.append(_time_steps(stepper(ours, lambda: ours(X, y)), a.steps))
         t_hf.append(_time_steps(stepper(hf, lambda: hf(tokens)), a.steps))
     t_enc = _time_steps(stepper(enc, lambda: enc(X, y)), a.steps)
     mo, mh = min(t_ours), min(t_hf)
     attn = getattr(hf.gpt2.config, "_attn_implementation", "?")
     print(
-        f"size: D={a.D} layers={a.layers} heads={a.heads}, batch {a.batch} prompts x "
+        f"size: D={a.D} layers={a.layers} heads={a.heads}, batch {a.batch_size} prompts x "
         f"{2 * N - 1} tokens (n={a.n}, d={a.d}), torch threads {a.threads}, torch "
         f"{torch.__version__}, transformers {transformers.__version__} (attention: {attn})"
     )
     print(f"parameters: iclkit {n_ours}, HF {n_hf} (HF: vocab_size=1, the token table is unused)")
-    print(f"iclkit GPT-2 decoder : {1e3 * mo:8.2f} ms/step (best of 3 medians)")
+    print(f"iclkit GPT-2 decoder : {1e3 * mo:8.2f} ms/step (best of {ROUNDS} medians)")
     print(f"HF GPT2Model         : {1e3 * mh:8.2f} ms/step")
     print(f"ratio iclkit / HF    : {mo / mh:8.3f}  (target <= 1: ours not slower)")
     print(f"iclkit ReLU encoder  : {1e3 * t_enc:8.2f} ms/step (2n+1 tokens as well)")
