@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 from iclkit.dynamics.lsa import FLOWS, LSAConfig, simulate_lsa
 from iclkit.dynamics.lsa.integrate import METHODS
@@ -143,9 +144,11 @@ def add(dyn: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # every LSAConfig field has an option of the same name (comma lists become tuples)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LSAConfig)}
-    config = LSAConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    result = simulate_lsa(config, progress=args.progress)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(LSAConfig):
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    result = simulate_lsa(LSAConfig(**values), progress=args.progress)
     out = result.to_json(matrices=args.json)
     if args.plot is not None:
         out["plots"] = [str(path) for path in plot_lsa_flow(result, args.plot)]

@@ -23,7 +23,7 @@ the bilinear prediction, ZFB's balancedness [DERIVED, ``dynamics.md`` B.6]).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 import numpy as np
 import torch
@@ -48,8 +48,10 @@ __all__ = [
 class LSAFlow(Protocol):
     """What :func:`.integrate.simulate` needs from a flow."""
 
-    moments: LSAMoments
-    name: str
+    @property
+    def moments(self) -> LSAMoments: ...
+    @property
+    def name(self) -> str: ...
 
     def bound(self, init: LSAInit) -> LSAFlow: ...
     def initial_state(self, init: LSAInit) -> np.ndarray: ...
@@ -96,7 +98,7 @@ class _Common:
     def jac(self, t: float, y: np.ndarray) -> np.ndarray | None:
         return None
 
-    def bound(self, init: LSAInit) -> _Common:
+    def bound(self, init: LSAInit) -> Self:
         return self
 
 
@@ -326,4 +328,5 @@ def make_flow(name: str, moments: LSAMoments) -> LSAFlow:
     """The flow called ``name`` (a key of :data:`FLOWS`) on the data ``moments``."""
     if name not in FLOWS:
         raise ParameterError(f"flow must be one of {sorted(FLOWS)}, got {name!r}")
-    return FLOWS[name](moments)
+    flow: LSAFlow = FLOWS[name](moments)
+    return flow

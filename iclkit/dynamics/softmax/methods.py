@@ -108,12 +108,12 @@ class _Exact:
         return self.structure.expand(self.theta)
 
     def extra_stats(self) -> dict[str, Any]:
-        st = self.structure
+        tables = [ct.table for ct in self.structure.types if ct.table is not None]
         return {
-            "count_terms": [int(ct.table.totals.shape[0]) for ct in st.types],
-            "dropped_mass": max(ct.table.dropped_mass for ct in st.types),
-            "reduced_parameters": int(st.n_params),
-            "symmetric_reduction": bool(st.symmetric),
+            "count_terms": [int(table.totals.shape[0]) for table in tables],
+            "dropped_mass": max(table.dropped_mass for table in tables),
+            "reduced_parameters": int(self.structure.n_params),
+            "symmetric_reduction": bool(self.structure.symmetric),
         }
 
 
@@ -208,7 +208,10 @@ class _MonteCarlo:
             qf = batch.query_feature
             qtype = self.type_of[qf]
             e = self.errs.detach()
-            lt, se, at, ad = [], [], [], []
+            lt: list[float] = []
+            se: list[float] = []
+            at: list[float] = []
+            ad: list[float] = []
             for j, members in enumerate(self.setup.type_features):
                 sel = qtype == j
                 n_j = int(sel.sum())
