@@ -447,7 +447,8 @@ def thm31_probability(ctx: CheckContext) -> Outcome:
         round(level, 4),
         f"min over n of the held-out fraction >= 1 - 9 delta - 3 s.e. = {floor:.3f}: "
         "the fraction is a binomial proportion over independent prompts (s.e. "
-        f"{se:.3f}); C is fitted only at n = {ns[0]}, so larger n test the rate form's n-dependence",
+        f"{se:.3f}); C is fitted only at n = {ns[0]}, so larger n test the rate form's "
+        "n-dependence",
         {
             "delta": delta,
             "C_fitted": C_fit,

@@ -43,9 +43,6 @@ __all__ = [
     "select_checks",
 ]
 
-Mode = Literal["quick", "full"]
-Status = Literal["PASS", "FAIL", "SKIPPED"]
-
 #: Order of the groups in a run and in the report: the reference algorithms first, then the
 #: transformer that runs them, the two training dynamics, and generalization (other groups, such
 #: as the tests' throw-away checks, come last).
@@ -86,6 +83,9 @@ class Outcome:
     tolerance: str
     details: Mapping[str, Any] = field(default_factory=dict)
     plots: tuple[str, ...] = ()
+
+
+Mode = Literal["quick", "full"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,9 @@ class Check:
     @property
     def group(self) -> str:
         return self.name.split(".", 1)[0]
+
+
+Status = Literal["PASS", "FAIL", "SKIPPED"]
 
 
 @dataclass(frozen=True)

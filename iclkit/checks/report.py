@@ -89,7 +89,8 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
     out = [
         "# iclkit check report",
         "",
-        f"- iclkit {meta.get('iclkit_version', '?')}, mode `{meta.get('mode')}`, seed {meta.get('seed')}, "
+        f"- iclkit {meta.get('iclkit_version', '?')}, mode `{meta.get('mode')}`, "
+        f"seed {meta.get('seed')}, "
         f"{meta.get('seconds', 0):.1f} s in total",
         f"- {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIPPED']} SKIPPED "
         "(SKIPPED: the check could not run, for the reason given; never counted as a pass)",

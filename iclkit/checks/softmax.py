@@ -1,4 +1,4 @@
-"""Checks of the softmax-attention GD dynamics (Huang, Cheng, Liang; :mod:`iclkit.dynamics.softmax`).
+"""Checks of the softmax-attention GD dynamics (Huang-Cheng-Liang, :mod:`iclkit.dynamics.softmax`).
 
 The paper's claims [READ abstract]: with balanced features, GD reaches near-zero error after two
 phases; with imbalanced features, dominant-feature queries converge first in one phase and
@@ -187,7 +187,8 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
         "< 0.2",
         "phases 1 / 4 in order, spread over K <= 20%, under-represented loss >= 0.1: phase counts "
         "are exact; the dominant time to eps, O(1/(eta eps)), has no K; a Theta(1) loss of the "
-        "under-represented queries when the dominant ones are done (largest K) is the stage-wise claim",
+        "under-represented queries when the dominant ones are done (largest K) is the stage-wise "
+        "claim",
         out,
     )
 

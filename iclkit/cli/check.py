@@ -1,4 +1,5 @@
-"""``iclkit check``: run the theorem checks and write the report (:func:`iclkit.checks.run_checks`)."""
+"""``iclkit check``: run the theorem checks and write the report
+(:func:`iclkit.checks.run_checks`)."""
 
 from __future__ import annotations
 
