@@ -18,8 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from iclkit.dynamics.lsa import EigenLSAFlow, LSAMoments, ReducedLSAFlow, simulate, structured_init
-from iclkit.dynamics.lsa.integrate import Simulation
+from iclkit.dynamics.lsa import (
+    EigenLSAFlow,
+    LSAMoments,
+    ReducedLSAFlow,
+    Simulation,
+    simulate,
+    structured_init,
+)
 from iclkit.dynamics.lsa.montecarlo import monte_carlo_loss
 from iclkit.theory.bounds import lsa_convergence_condition, lsa_fixed_point, lsa_mor_optimum
 from iclkit.theory.linear import LinearConfig
