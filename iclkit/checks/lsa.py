@@ -23,10 +23,10 @@ from iclkit.dynamics.lsa import (
     LSAMoments,
     ReducedLSAFlow,
     Simulation,
+    monte_carlo_loss,
     simulate,
     structured_init,
 )
-from iclkit.dynamics.lsa.montecarlo import monte_carlo_loss
 from iclkit.theory.bounds import lsa_convergence_condition, lsa_fixed_point, lsa_mor_optimum
 from iclkit.theory.linear import LinearConfig
 from iclkit.theory.mor import MoRConfig

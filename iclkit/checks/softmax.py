@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from iclkit.dynamics.softmax import (
-    SoftmaxDynamicsConfig,
-    SoftmaxTrajectory,
+    PhaseReport,
+    SoftmaxConfig,
+    SoftmaxResult,
     detect_phases,
+    phase_time_scaling,
     simulate_softmax,
 )
-from iclkit.dynamics.softmax.phases import PhaseReport
-from iclkit.dynamics.softmax.scaling import phase_time_scaling
 from iclkit.theory.bounds import softmax_phase_scalings
 from iclkit.theory.features import FeatureConfig
 
@@ -51,11 +51,11 @@ N_EXACT = 200
 STAGEWISE_EXTRA_TIME = 2e4
 
 
-def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxTrajectory, PhaseReport]:
+def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxResult, PhaseReport]:
     """Exact population GD on K balanced (or ``p_mode``) features and its phase report."""
     fc_kw = {k: kw.pop(k) for k in ("p_mode", "p_dominant") if k in kw}
     traj = simulate_softmax(
-        SoftmaxDynamicsConfig(
+        SoftmaxConfig(
             features=FeatureConfig(K=K, N=N, **fc_kw), eta=eta, method="exact", **kw
         )
     )
@@ -129,7 +129,7 @@ def last_phase_rate(ctx: CheckContext) -> Outcome:
             "n_phases": q.n_phases,
             "t_L_at_end": t_end * L_end,
             "K_over_4": K / 4,
-            "status": str(traj.status),
+            "status": traj.status.value,
         },
     )
 
