@@ -6,7 +6,7 @@ This subpackage imports nothing else of iclkit.
 from __future__ import annotations
 
 from .mor import MoRBatch, MoRConfig, PromptPool, fresh_batch, sample_mor
-from .rng import derive_seed, make_generator
+from .rng import derive_seed, make_generator, resolve_generator
 from .validation import ParameterError
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "derive_seed",
     "fresh_batch",
     "make_generator",
+    "resolve_generator",
     "sample_mor",
 ]
