@@ -134,7 +134,7 @@ def _write(path: Path, **arrays: np.ndarray) -> Path:
         (["sample", "--snr", "nan", "--out", "x.npz"], "snr"),
         (["sample", "--sigma", "-0.1", "--out", "x.npz"], "sigma"),
         (["sample", "--K", "3", "--pi", "0.5,0.2,0.2", "--out", "x.npz"], "pi"),
-        (["sample", "--batch", "0", "--out", "x.npz"], "batch_size"),
+        (["sample", "--batch", "0", "--out", "x.npz"], "batch"),
         (["demo", "--K", "0"], "K"),
     ],
 )
@@ -156,7 +156,7 @@ def test_cli_bad_arrays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     X, y = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5))
     init, sigma = rng.normal(size=(2, 2, 3)), np.ones(2)
     cases = [
-        (_write(tmp_path / "a.npz", X=X, y=y, sigma=sigma), "em", "--in"),  # missing key init
+        (_write(tmp_path / "a.npz", X=X, y=y, sigma=sigma), "em", "init"),  # missing key init
         (_write(tmp_path / "b.npz", X=X, y=y[:, :4], init=init, sigma=sigma), "em", "y"),
         (_write(tmp_path / "c.npz", X=X, y=y, init=init[:, :, :2], sigma=sigma), "em", "init"),
         (_write(tmp_path / "d.npz", X=X * np.nan, y=y, init=init, sigma=sigma), "em", "X"),
@@ -168,7 +168,7 @@ def test_cli_bad_arrays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
             "pi",
         ),
         (_write(tmp_path / "h.npz", y=y, init=init, sigma=sigma), "ols", "--in"),
-        (_write(tmp_path / "i.npz", X=X, y=y, init=init, sigma=sigma), "oracle", "--in"),
+        (_write(tmp_path / "i.npz", X=X, y=y, init=init, sigma=sigma), "oracle", "betas"),
         (tmp_path / "missing.npz", "em", "--in"),
     ]
     for path, algo, name in cases:

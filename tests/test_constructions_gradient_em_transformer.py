@@ -288,9 +288,9 @@ def test_cli_with_and_without_in(tmp_path, capsys) -> None:  # type: ignore[no-u
                      "--pi", "0.6,0.4", "--out", str(prompts)]) == 0  # fmt: skip
     capsys.readouterr()
     code = cli.main(["construct", "--in", str(prompts), "--out", str(out), "--T-outer", "2",
-                     "--relu-terms", "6"])  # fmt: skip
+                     "--relu-terms", "6", "--json"])  # fmt: skip
     assert code == 0
-    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rep = json.loads(capsys.readouterr().out)
     assert rep["max_heads_per_layer"] <= 4 and rep["layers"] == layer_count(
         2, 2, 1, 6, symmetric=False
     )
@@ -308,15 +308,15 @@ def test_cli_with_and_without_in(tmp_path, capsys) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["--T-outer", "-1"], "--T-outer"),
-        (["--T-inner", "0"], "--T-inner"),
-        (["--alpha", "0"], "--alpha"),
-        (["--relu-terms", "1"], "--relu-terms"),
+        (["--T-outer", "-1"], "T_outer"),
+        (["--T-inner", "0"], "T_inner"),
+        (["--alpha", "0"], "alpha"),
+        (["--relu-terms", "1"], "relu_terms"),
         (["--in", "/nonexistent.npz"], "--in"),
-        (["--batch", "0"], "--batch"),
+        (["--batch", "0"], "batch"),
     ],
 )
 def test_cli_bad_input(argv: list[str], name: str, capsys) -> None:  # type: ignore[no-untyped-def]
     assert cli.main(["construct", "--n", "10", *argv]) == 2
     err = capsys.readouterr().err
-    assert name in err and "Traceback" not in err
+    assert f"error: {name}" in err and "Traceback" not in err

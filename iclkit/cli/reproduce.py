@@ -5,29 +5,41 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iclkit.theory.validation import ParameterError
+from iclkit.experiments.cells import FIGURES
+from iclkit.experiments.reproduce import (
+    ALL_FIGURES,
+    ConstructedResult,
+    ReproduceResult,
+    reproduce_constructed,
+    reproduce_figures,
+)
 
-from .options import SubParsers, print_json
+from .options import SubParsers, add_out_option, add_progress_option, add_subcommand, print_json
 
-FIGURE_CHOICES = ("fig1", "fig2", "fig3", "fig4", "all")
+FIGURE_CHOICES = (*FIGURES, ALL_FIGURES)
+#: The positional figure name that runs the trained-vs-constructed comparison instead.
+CONSTRUCTED = "constructed"
+DESCRIPTION = (
+    "Run (or resume) the sweep of a MoR figure: every cell trains a transformer on MoR prompts "
+    "and evaluates it, EM, gradient EM and OLS on the same held-out prompts (excess risk vs the "
+    "oracle, per prompt length). Finished cells are stored as parquet files under "
+    "OUT/<figure>/results and skipped on a rerun; the figure is drawn to OUT/<figure>/<figure>.pdf "
+    "and .png. fig1: risk vs prompt length per K; fig2: vs training prompts B; fig3: vs "
+    "dimension d; fig4: vs hidden size D."
+)
 
 
 def add(sub: SubParsers) -> None:
-    p = sub.add_parser(
+    p = add_subcommand(
+        sub,
         "reproduce",
-        help="train transformers on MoR prompts and redraw MoR Figures 1-4 (resumable Dask sweep)",
-        description=(
-            "Run (or resume) the sweep of a MoR figure: every cell trains a transformer on MoR "
-            "prompts and evaluates it, EM, gradient EM and OLS on the same held-out prompts "
-            "(excess risk vs the oracle, per prompt length). Finished cells are stored as "
-            "parquet files under OUT/<figure>/results and skipped on a rerun; the figure is "
-            "drawn to OUT/<figure>/<figure>.pdf and .png. fig1: risk vs prompt length per K; "
-            "fig2: vs training prompts B; fig3: vs dimension d; fig4: vs hidden size D."
-        ),
+        run,
+        summary="train transformers on MoR prompts and redraw MoR Figures 1-4 (resumable Dask sweep)",
+        description=DESCRIPTION,
     )
     p.add_argument(
         "figure",
-        choices=(*FIGURE_CHOICES, "constructed"),
+        choices=(*FIGURE_CHOICES, CONSTRUCTED),
         help="which figure (all: the four; constructed: trained vs Theorem 3.1 construction, "
         "K = 2, prediction gap and per-layer probes)",
     )
@@ -37,89 +49,58 @@ def add(sub: SubParsers) -> None:
         help="smoke (under 2 min per figure on 2 cores), quick (laptop scale, the default), "
         "paper (paper scale, GPU advised), or a path to a preset .toml file",
     )
-    p.add_argument(
-        "--out", default="iclkit-results", help="output folder (default ./iclkit-results)"
-    )
+    add_out_option(p, "output folder", default="iclkit-results")
     p.add_argument(
         "--scheduler",
         default=None,
         help="address of an existing Dask scheduler (e.g. tcp://host:8786); default: start a "
         "LocalCluster with the preset's [cluster] settings",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    add_progress_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from iclkit.experiments.figures import draw_figure
-    from iclkit.experiments.sweep import FIGURES, load_preset, run_sweep
-
-    if args.figure == "constructed":
-        return _reproduce_constructed(args)
-    figures = list(FIGURES) if args.figure == "all" else [args.figure]
-    if args.preset.endswith(".toml") and len(figures) > 1:
-        raise ParameterError("--preset: a .toml path is for one figure; name the figure")
-    presets = [load_preset(f, args.preset) for f in figures]
-    res = run_sweep(presets, args.out, scheduler=args.scheduler, progress=not args.no_progress)
-    drawn = {}
-    for f in figures:
-        fig = draw_figure(f, res.results_dirs[f], os.path.join(args.out, f, f))
-        drawn[f] = {"pdf": fig.pdf, "png": fig.png}
-    print_json(
-        {
-            "status": res.status,
-            "cells_total": res.cells_total,
-            "cells_run": res.cells_run,
-            "cells_skipped": res.cells_skipped,
-            "failures": res.failures,
-            "figures": drawn,
-            "seconds": res.stats["seconds"],
-        }
+    if args.figure == CONSTRUCTED:
+        _print_constructed(reproduce_constructed(args.preset, args.out, progress=args.progress))
+        return 0
+    res = reproduce_figures(
+        args.figure, args.preset, args.out, scheduler=args.scheduler, progress=args.progress
     )
-    if res.failures:
+    _print_sweep(res)
+    if res.sweep.failures:
         print(
-            f"iclkit reproduce: {len(res.failures)} cell(s) failed; rerun to retry them",
+            f"iclkit reproduce: {len(res.sweep.failures)} cell(s) failed; rerun to retry them",
             file=sys.stderr,
         )
         return 1
     return 0
 
 
-def _reproduce_constructed(args: argparse.Namespace) -> int:
-    import os
-
-    from iclkit.experiments.constructed_vs_trained import (
-        COMPARISON_SCALES,
-        compare_trained_and_constructed,
-        draw_comparison,
-    )
-
-    if args.preset not in COMPARISON_SCALES:
-        raise ParameterError(
-            f"--preset must be one of {tuple(COMPARISON_SCALES)} for 'constructed', "
-            f"got {args.preset!r}"
-        )
-    folder = os.path.join(args.out, "constructed")
-    res = compare_trained_and_constructed(
-        COMPARISON_SCALES[args.preset],
-        checkpoint=os.path.join(folder, f"trained-{args.preset}.pt"),
-        progress=not args.no_progress,
-    )
-    pdf, png = draw_comparison(res, os.path.join(folder, "constructed"))
+def _print_sweep(res: ReproduceResult) -> None:
+    s = res.sweep
     print_json(
         {
-            "prediction_gap": [res.prediction_gap.mean, res.prediction_gap.se],
-            "excess_risk_trained": [res.excess_trained.mean, res.excess_trained.se],
-            "excess_risk_constructed": [res.excess_constructed.mean, res.excess_constructed.se],
-            "probe_r2_trained": res.probe_trained,
-            "probe_r2_constructed_first_last": [
-                res.probe_constructed[0],
-                res.probe_constructed[-1],
-            ],
-            "constructed_layers": res.constructed_layers,
-            "figures": {"pdf": pdf, "png": png},
+            "status": s.status,
+            "cells_total": s.cells_total,
+            "cells_run": s.cells_run,
+            "cells_skipped": s.cells_skipped,
+            "failures": s.failures,
+            "figures": {f: {"pdf": fig.pdf, "png": fig.png} for f, fig in res.figures.items()},
+            "seconds": s.stats["seconds"],
         }
     )
-    return 0
+
+
+def _print_constructed(res: ConstructedResult) -> None:
+    c = res.comparison
+    print_json(
+        {
+            "prediction_gap": [c.prediction_gap.mean, c.prediction_gap.se],
+            "excess_risk_trained": [c.excess_trained.mean, c.excess_trained.se],
+            "excess_risk_constructed": [c.excess_constructed.mean, c.excess_constructed.se],
+            "probe_r2_trained": c.probe_trained,
+            "probe_r2_constructed_first_last": [c.probe_constructed[0], c.probe_constructed[-1]],
+            "constructed_layers": c.constructed_layers,
+            "figures": {"pdf": res.pdf, "png": res.png},
+        }
+    )

@@ -1,7 +1,7 @@
 """Reference EM, gradient EM, OLS and ridge for mixtures of linear regressions, batched over prompts.
 
 These are the algorithms the Theorem 3.1 transformer of Jin, Balasubramanian, Lai
-(arXiv 2410.14183) runs in context; ``SPEC.md`` "Algorithms" fixes the forms (``mor.md`` §2):
+(arXiv 2410.14183) runs in context, in the forms of the paper's Section 2:
 
 - E-step [2nd]: ``gamma_ik = softmax_k(log pi_k - (y_i - x_i^T beta_k)^2 / (2 sigma^2))``
   (log-sum-exp).
@@ -22,12 +22,12 @@ the dtype of the inputs (float64 recommended). Shapes: ``X (B, n, d)``, ``y (B, 
 Implementation note: each M-step forms the weighted moments ``S_k = (1/n) X^T W_k X`` (B, K, d, d)
 and ``m_k = (1/n) X^T W_k y`` (B, K, d) once; a gradient step is then
 ``beta_k <- beta_k + alpha (m_k - S_k beta_k)``, which is algebraically identical to the sum over
-examples and costs O(d^2) instead of O(n d) per inner step.
+examples and costs O(d^2) instead of O(n d) per inner step. The E-step and these moments are
+in :mod:`iclkit.constructions.em_core`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +42,19 @@ from iclkit.theory.validation import (
     check_real,
     check_shape,
 )
+
+from .em_core import (
+    as_sigma,
+    check_em_inputs,
+    log_joint,
+    posterior,
+    solve_spd,
+    weighted_moments,
+)
+
+# The predictors' Bayes posterior reads the E-step's log-joint under this name (until it imports
+# em_core.log_joint).
+_log_joint = log_joint
 
 __all__ = [
     "EMResult",
@@ -58,9 +71,11 @@ __all__ = [
 ]
 
 Nonlinearity = Callable[[torch.Tensor], torch.Tensor]
+#: An M-step: (responsibilities (B, n, K), betas (B, K, d), pi (B, K)) -> (betas, pi).
+MStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-# Size of the weighted copy of X built per chunk of prompts in the M-step (see weighted_moments).
-_CHUNK_BYTES = 2 << 20
+# Tolerance of "pi = (1/2, 1/2)" in the symmetric model (exact halves, up to round-off).
+_HALF_ATOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -83,81 +98,7 @@ class EMResult:
     iterations: int
 
 
-# --------------------------------------------------------------------------- validation
-def _check_inputs(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None,
-    *,
-    betas_name: str = "betas",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate the common inputs; return (sigma (B,), pi (B, K))."""
-    B, _, d = validate_prompts(X, y)
-    check_shape(betas, betas_name, (B, None, d))
-    check_finite_tensor(betas, betas_name)
-    K = betas.shape[1]
-    if K < 1:
-        raise ParameterError(
-            f"{betas_name} must have K >= 1 components, got shape {tuple(betas.shape)}"
-        )
-    sig = _as_sigma(sigma, B, X.dtype)
-    if pi is None:
-        pi_t = torch.full((B, K), 1.0 / K, dtype=X.dtype)
-    else:
-        check_shape(pi, "pi", (B, K))
-        check_finite_tensor(pi, "pi")
-        if bool((pi < 0).any()):
-            raise ParameterError("pi must be non-negative")
-        if bool(((pi.sum(-1) - 1).abs() > 1e-6).any()):
-            raise ParameterError("pi must sum to 1 over components (within 1e-6) for every prompt")
-        pi_t = pi.to(X.dtype)
-    return sig, pi_t
-
-
-def _as_sigma(sigma: torch.Tensor | float, B: int, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(sigma, torch.Tensor):
-        if sigma.dim() == 0:
-            sigma = sigma.expand(B)
-        check_shape(sigma, "sigma", (B,))
-        check_finite_tensor(sigma, "sigma")
-        if bool((sigma <= 0).any()):
-            raise ParameterError("sigma must be > 0 for every prompt")
-        return sigma.to(dtype)
-    return torch.full((B,), check_positive(sigma, "sigma"), dtype=dtype)
-
-
 # --------------------------------------------------------------------------- E-step
-def _log_joint(
-    X: torch.Tensor, y: torch.Tensor, betas: torch.Tensor, pi: torch.Tensor, sigma: torch.Tensor
-) -> torch.Tensor:
-    """log(pi_k phi(y_i; x_i^T beta_k, sigma^2)), shape (B, n, K).
-
-    Computed in place on one (B, n, K) buffer: this is the hot loop of EM on long prompts.
-    """
-    out = torch.bmm(X, betas.transpose(1, 2)).neg_().add_(y[:, :, None])  # residuals
-    out.div_(sigma[:, None, None]).square_().mul_(-0.5)
-    log_pi = torch.log(pi.clamp_min(torch.finfo(pi.dtype).tiny))
-    const = log_pi - 0.5 * torch.log(2 * math.pi * sigma * sigma)[:, None]  # (B, K)
-    return out.add_(const[:, None, :])
-
-
-def _posterior(log_joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Responsibilities and the log-likelihood from one log-joint (B, n, K), consumed in place.
-
-    Returns ``gamma (B, n, K)`` (softmax over k) and ``log_likelihood (B,)`` (log-sum-exp over k,
-    summed over i): one pass serves both the E-step and the likelihood trace.
-    """
-    peak = log_joint.amax(-1, keepdim=True)
-    expd = log_joint.sub_(peak).exp_()
-    # sum over the (short) last axis as a matrix-vector product: torch's reduction kernel over
-    # a last axis of length K ~ 3 is ~8x slower than this on (B, n, K)
-    total = expd @ torch.ones(expd.shape[-1], 1, dtype=expd.dtype)
-    ll = (peak + total.log()).sum((1, 2))
-    return expd.div_(total), ll
-
-
 def responsibilities(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -171,8 +112,8 @@ def responsibilities(
     -------
     gamma : (B, n, K), rows sum to 1.
     """
-    sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return _posterior(_log_joint(X, y, betas, pi_t, sig))[0]
+    sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
+    return posterior(log_joint(X, y, betas, pi_t, sig))[0]
 
 
 def log_likelihood(
@@ -183,66 +124,20 @@ def log_likelihood(
     sigma: torch.Tensor | float,
 ) -> torch.Tensor:
     """Observed-data log-likelihood ``sum_i log sum_k pi_k phi(y_i; x_i^T beta_k, sigma^2)``, (B,)."""
-    sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    return _posterior(_log_joint(X, y, betas, pi_t, sig))[1]
+    sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
+    return posterior(log_joint(X, y, betas, pi_t, sig))[1]
 
 
-def weighted_moments(
-    X: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor
+def _e_step(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    betas: torch.Tensor,
+    sigma: torch.Tensor | float,
+    pi: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted second moments of the M-step.
-
-    Parameters
-    ----------
-    X : (B, n, d)
-    y : (B, n)
-    gamma : (B, n, K)
-
-    Returns
-    -------
-    S : (B, K, d, d), ``S_k = (1/n) sum_i gamma_ik x_i x_i^T``
-    m : (B, K, d), ``m_k = (1/n) sum_i gamma_ik y_i x_i``
-
-    Notes
-    -----
-    Per prompt this is one GEMM ``X^T [gamma_1 X, ..., gamma_K X]`` of shape
-    (d x n) @ (n x K d). The weighted copy of X is built for a chunk of prompts at a time
-    (about 2 MB), so that it is still in cache when the GEMM reads it.
-    """
-    B, n, d = X.shape
-    K = gamma.shape[-1]
-    S = torch.empty(B, d, K * d, dtype=X.dtype)
-    m = torch.empty(B, 1, K * d, dtype=X.dtype)
-    chunk = max(1, min(B, _CHUNK_BYTES // (X.element_size() * n * K * d)))
-    buffer = torch.empty(chunk, n, K, d, dtype=X.dtype)  # reused: stays hot in cache
-    for start in range(0, B, chunk):
-        sl = slice(start, start + chunk)
-        c = min(chunk, B - start)
-        GX = torch.mul(gamma[sl, :, :, None], X[sl, :, None, :], out=buffer[:c]).view(c, n, K * d)
-        torch.bmm(X[sl].transpose(1, 2), GX, out=S[sl])
-        torch.bmm(y[sl, None, :], GX, out=m[sl])
-    S = S.reshape(B, d, K, d).permute(0, 2, 1, 3).div_(n)
-    return S, m.reshape(B, K, d).div_(n)
-
-
-def _solve_spd(S: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Solve ``S beta = m`` for a batch of symmetric PSD S (..., d, d).
-
-    Where S is singular (a component with too little mass, or fewer examples than d) the
-    Cholesky factorisation fails and the minimum-norm least-squares solution is used instead
-    (SVD-based ``gelsd`` on S scaled to unit max-norm, so that weights as small as 1e-300 do
-    not break the SVD's convergence).
-    """
-    L, info = torch.linalg.cholesky_ex(S)
-    sol = torch.cholesky_solve(m[..., None], L)[..., 0]
-    bad = info != 0
-    if bool(bad.any()):
-        Sb, mb = S[bad], m[bad]
-        scale = Sb.abs().amax((-2, -1), keepdim=True)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        fallback = torch.linalg.lstsq(Sb / scale, mb[..., None] / scale, driver="gelsd").solution
-        sol[bad] = fallback[..., 0]
-    return sol
+    """Validated E-step: responsibilities ``gamma (B, n, K)`` and the mixing weights (B, K)."""
+    sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
+    return posterior(log_joint(X, y, betas, pi_t, sig))[0], pi_t
 
 
 # --------------------------------------------------------------------------- EM
@@ -262,8 +157,7 @@ def em_step(
     betas : (B, K, d)
     pi : (B, K), re-estimated if ``estimate_pi`` else unchanged.
     """
-    sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
-    gamma, _ = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    gamma, pi_t = _e_step(X, y, betas, sigma, pi)
     return _m_step(X, y, gamma, pi_t, estimate_pi)
 
 
@@ -273,7 +167,7 @@ def _m_step(
     """Weighted least squares for every component, and pi if estimated."""
     S, m = weighted_moments(X, y, gamma)
     new_pi = gamma.mean(dim=1) if estimate_pi else pi
-    return _solve_spd(S, m), new_pi
+    return solve_spd(S, m), new_pi
 
 
 def em(
@@ -293,15 +187,36 @@ def em(
     EM never decreases the observed log-likelihood; the trace is returned.
     """
     T = check_int(T, "T", minimum=0)
-    sig, pi_t = _check_inputs(X, y, init, sigma, pi, betas_name="init")
+    return _iterate(
+        X,
+        y,
+        init,
+        sigma,
+        pi,
+        T,
+        lambda gamma, _betas, pi_t: _m_step(X, y, gamma, pi_t, estimate_pi),
+    )
+
+
+def _iterate(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    sigma: torch.Tensor | float,
+    pi: torch.Tensor | None,
+    T: int,
+    m_step: MStep,
+) -> EMResult:
+    """``T`` iterations of (E-step, ``m_step``) from ``init``, with the likelihood trace."""
+    sig, pi_t = check_em_inputs(X, y, init, sigma, pi, betas_name="init")
     betas = init.to(X.dtype)
     # one log-joint per iteration gives both the likelihood of the current iterate and the
     # responsibilities of the next E-step
-    gamma, ll0 = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    gamma, ll0 = posterior(log_joint(X, y, betas, pi_t, sig))
     ll = [ll0]
     for _ in range(T):
-        betas, pi_t = _m_step(X, y, gamma, pi_t, estimate_pi)
-        gamma, ll_t = _posterior(_log_joint(X, y, betas, pi_t, sig))
+        betas, pi_t = m_step(gamma, betas, pi_t)
+        gamma, ll_t = posterior(log_joint(X, y, betas, pi_t, sig))
         ll.append(ll_t)
     return EMResult(betas, pi_t, torch.stack(ll, dim=1), T)
 
@@ -331,9 +246,8 @@ def gradient_em_step(
     times); ``pi_k <- (1/n) sum_i gamma_ik`` if ``estimate_pi``.
     """
     T_inner, alpha = _check_step(T_inner, alpha)
-    sig, pi_t = _check_inputs(X, y, betas, sigma, pi)
     betas = betas.to(X.dtype)
-    gamma, _ = _posterior(_log_joint(X, y, betas, pi_t, sig))
+    gamma, pi_t = _e_step(X, y, betas, sigma, pi)
     return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
 
 
@@ -384,11 +298,22 @@ def symmetric_gradient_em_step(
     beta : (B, d)
     """
     T_inner, alpha = _check_step(T_inner, alpha)
+    beta, sig = _symmetric_inputs(X, y, beta, sigma, "beta")
+    return _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity)
+
+
+def _symmetric_inputs(
+    X: torch.Tensor, y: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor | float, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the symmetric model's estimate ``beta`` (B, d) (or ``init`` (B, 2, d), of which
+    ``[:, 0]`` is used) and sigma; return them in the dtype of X."""
     B, _, d = validate_prompts(X, y)
-    check_shape(beta, "beta", (B, d))
-    check_finite_tensor(beta, "beta")
-    sig = _as_sigma(sigma, B, X.dtype)
-    return _symmetric_step(X, y, beta.to(X.dtype), sig, T_inner, alpha, nonlinearity)
+    if beta.dim() == 3:
+        check_shape(beta, name, (B, 2, d))
+        beta = beta[:, 0]
+    check_shape(beta, name, (B, d))
+    check_finite_tensor(beta, name)
+    return beta.to(X.dtype), as_sigma(sigma, B, X.dtype)
 
 
 def _symmetric_step(
@@ -449,45 +374,49 @@ def gradient_em(
     T_outer = check_int(T_outer, "T_outer", minimum=0)
     T_inner, alpha = _check_step(T_inner, alpha)
     if symmetric:
-        B, _, d = validate_prompts(X, y)
-        if init.dim() == 3:
-            check_shape(init, "init", (B, 2, d))
-            beta = init[:, 0]
-        else:
-            check_shape(init, "init", (B, d))
-            beta = init
-        check_finite_tensor(beta, "init")
-        if pi is not None:
-            check_shape(pi, "pi", (B, 2))
-            if bool(((pi - 0.5).abs() > 1e-12).any()):
-                raise ParameterError("pi must be (1/2, 1/2) in the symmetric model")
         if estimate_pi:
             raise ParameterError(
                 "estimate_pi must be False in the symmetric model (pi = 1/2 is known)"
             )
-        sig = _as_sigma(sigma, B, X.dtype)
-        beta = beta.to(X.dtype)
-        half = torch.full((B, 2), 0.5, dtype=X.dtype)
+        beta, sig = _symmetric_inputs(X, y, init, sigma, "init")
+        return _symmetric_gradient_em(X, y, beta, sig, pi, T_outer, T_inner, alpha, nonlinearity)
 
-        def ll_of(b: torch.Tensor) -> torch.Tensor:
-            return _posterior(_log_joint(X, y, torch.stack([b, -b], 1), half, sig))[1]
+    def m_step(
+        gamma: torch.Tensor, betas: torch.Tensor, pi_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
 
-        ll = [ll_of(beta)]
-        S = X.transpose(1, 2) @ X / X.shape[1]
-        for _ in range(T_outer):
-            beta = _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity, S)
-            ll.append(ll_of(beta))
-        return EMResult(torch.stack([beta, -beta], 1), half, torch.stack(ll, 1), T_outer)
+    return _iterate(X, y, init, sigma, pi, T_outer, m_step)
 
-    sig, pi_t = _check_inputs(X, y, init, sigma, pi, betas_name="init")
-    betas = init.to(X.dtype)
-    gamma, ll0 = _posterior(_log_joint(X, y, betas, pi_t, sig))
-    ll = [ll0]
+
+def _symmetric_gradient_em(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    beta: torch.Tensor,
+    sigma: torch.Tensor,
+    pi: torch.Tensor | None,
+    T_outer: int,
+    T_inner: int,
+    alpha: float,
+    nonlinearity: Nonlinearity,
+) -> EMResult:
+    """Symmetric gradient EM from ``beta (B, d)``; ``pi`` must be None or (1/2, 1/2)."""
+    B = X.shape[0]
+    if pi is not None:
+        check_shape(pi, "pi", (B, 2))
+        if bool(((pi - 0.5).abs() > _HALF_ATOL).any()):
+            raise ParameterError("pi must be (1/2, 1/2) in the symmetric model")
+    half = torch.full((B, 2), 0.5, dtype=X.dtype)
+
+    def ll_of(b: torch.Tensor) -> torch.Tensor:
+        return posterior(log_joint(X, y, torch.stack([b, -b], 1), half, sigma))[1]
+
+    ll = [ll_of(beta)]
+    S = X.transpose(1, 2) @ X / X.shape[1]
     for _ in range(T_outer):
-        betas, pi_t = _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
-        gamma, ll_t = _posterior(_log_joint(X, y, betas, pi_t, sig))
-        ll.append(ll_t)
-    return EMResult(betas, pi_t, torch.stack(ll, 1), T_outer)
+        beta = _symmetric_step(X, y, beta, sigma, T_inner, alpha, nonlinearity, S)
+        ll.append(ll_of(beta))
+    return EMResult(torch.stack([beta, -beta], 1), half, torch.stack(ll, 1), T_outer)
 
 
 # --------------------------------------------------------------------------- single-component baselines
@@ -519,4 +448,4 @@ def ridge(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor | float) -> torch.
         lam_t = torch.full((B,), check_real(lam, "lam", minimum=0.0), dtype=X.dtype)
     A = X.transpose(1, 2) @ X + lam_t[:, None, None] * torch.eye(d, dtype=X.dtype)
     b = X.transpose(1, 2) @ y[..., None]
-    return _solve_spd(A, b[..., 0])
+    return solve_spd(A, b[..., 0])

@@ -1,0 +1,136 @@
+"""One entry to the reference estimators of a mixture of linear regressions on a batch of prompts.
+
+:func:`run_algorithm` runs one of :data:`ALGORITHMS` (arXiv 2410.14183 and the baselines it
+compares with) on prompts ``X (B, n, d)``, ``y (B, n)`` with known noise levels ``sigma (B,)``
+and returns component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K)``:
+
+- ``em``, ``gradient-em``: :func:`iclkit.constructions.algorithms.em` / ``gradient_em`` from
+  ``init (B, K, d)``;
+- ``oracle``, ``bayes``: the true components ``betas (B, K, d)`` (with fixed, known pi the Bayes
+  posterior mean given the true components is the oracle);
+- ``ols``, ``ridge``: one component (K = 1, pi = 1); ridge's default penalty ``sigma^2`` is the
+  posterior mean for ``beta ~ N(0, I)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from iclkit.theory.mor import validate_prompts
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int,
+    check_positive,
+    check_real,
+    check_shape,
+)
+
+from .algorithms import em, gradient_em, ols, ridge
+
+__all__ = ["ALGORITHMS", "AlgorithmConfig", "Estimates", "run_algorithm"]
+
+ALGORITHMS = ("em", "gradient-em", "oracle", "bayes", "ols", "ridge")
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Settings of the iterative algorithms (ignored by the others).
+
+    Parameters
+    ----------
+    T_outer : int
+        EM / gradient-EM iterations (>= 0).
+    T_inner : int
+        Gradient steps per M-step (gradient-em; >= 1).
+    alpha : float
+        Gradient step size (gradient-em; > 0).
+    estimate_pi : bool or None
+        Re-estimate pi each iteration; None: yes for em, no for gradient-em.
+    symmetric : bool
+        gradient-em: the tied two-component tanh form (beta_2 = -beta_1).
+    lam : float or None
+        Ridge penalty (>= 0); None: sigma^2 per prompt.
+    """
+
+    T_outer: int = 20
+    T_inner: int = 1
+    alpha: float = 1.0
+    estimate_pi: bool | None = None
+    symmetric: bool = False
+    lam: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.T_outer, "T_outer", minimum=0)
+        check_int(self.T_inner, "T_inner", minimum=1)
+        check_positive(self.alpha, "alpha")
+        if self.lam is not None:
+            check_real(self.lam, "lam", minimum=0.0)
+
+
+#: The defaults, as one object (for function signatures).
+DEFAULT_ALGORITHM = AlgorithmConfig()
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K)``."""
+
+    beta: torch.Tensor
+    pi: torch.Tensor
+
+
+def _required(value: torch.Tensor | None, name: str, algorithm: str) -> torch.Tensor:
+    if value is None:
+        raise ParameterError(f"{name}: required by algorithm {algorithm!r}")
+    return value
+
+
+def run_algorithm(
+    name: str,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    sigma: torch.Tensor,
+    *,
+    init: torch.Tensor | None = None,
+    pi: torch.Tensor | None = None,
+    betas: torch.Tensor | None = None,
+    config: AlgorithmConfig = DEFAULT_ALGORITHM,
+) -> Estimates:
+    """Run algorithm ``name`` on the prompts.
+
+    Parameters
+    ----------
+    name : one of :data:`ALGORITHMS`.
+    X : (B, n, d), y : (B, n), sigma : (B,) known noise levels.
+    init : (B, K, d) initial estimates (em, gradient-em).
+    pi : (B, K) initial (estimated) or known mixing weights; None: uniform.
+    betas : (B, K, d) true components (oracle, bayes).
+    """
+    if name not in ALGORITHMS:
+        raise ParameterError(f"algorithm must be one of {ALGORITHMS}, got {name!r}")
+    sigma = torch.atleast_1d(sigma)
+    c = config
+    if name == "em":
+        estimate_pi = True if c.estimate_pi is None else c.estimate_pi
+        start = _required(init, "init", name)
+        res = em(X, y, start, sigma, pi, T=c.T_outer, estimate_pi=estimate_pi)
+        return Estimates(res.betas, res.pi)
+    if name == "gradient-em":
+        res = gradient_em(
+            X, y, _required(init, "init", name), sigma, None if c.symmetric else pi,
+            T_outer=c.T_outer, T_inner=c.T_inner, alpha=c.alpha,
+            estimate_pi=bool(c.estimate_pi), symmetric=c.symmetric,
+        )  # fmt: skip
+        return Estimates(res.betas, res.pi)
+    B, _, d = validate_prompts(X, y)
+    if name in ("oracle", "bayes"):
+        truth = _required(betas, "betas", name)
+        check_shape(truth, "betas", (B, None, d))
+        K = truth.shape[1]
+        weights = torch.full((B, K), 1.0 / K, dtype=torch.float64) if pi is None else pi
+        check_shape(weights, "pi", (B, K))
+        return Estimates(truth, weights)
+    w = ols(X, y) if name == "ols" else ridge(X, y, sigma**2 if c.lam is None else c.lam)
+    return Estimates(w[:, None, :], torch.ones(B, 1, dtype=torch.float64))

@@ -1,0 +1,79 @@
+"""The configuration of the Theorem 3.1 construction: the gradient-EM schedule it runs and the
+accuracy of its E-step (arXiv 2410.14183, Theorem 3.1; design in ``docs/construction.md``).
+
+:class:`ConstructionConfig` holds THE defaults: the builder, the runner and ``iclkit construct``
+all read them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iclkit.theory.validation import check_int, check_positive
+
+__all__ = [
+    "DEFAULT_CONSTRUCTION",
+    "MIN_RELU_TERMS_GENERAL",
+    "MIN_RELU_TERMS_SYMMETRIC",
+    "ConstructionConfig",
+    "min_relu_terms",
+]
+
+#: Fewest ReLU terms of the tanh sum of the symmetric E-step (``relu_approx.tanh_relu_sum``).
+MIN_RELU_TERMS_SYMMETRIC = 3
+#: Fewest ReLU terms of the interpolating sums of the general-K E-step (psi, softplus, exp).
+MIN_RELU_TERMS_GENERAL = 4
+
+
+def min_relu_terms(symmetric: bool) -> int:
+    """The fewest ReLU terms per nonlinearity the construction accepts."""
+    return MIN_RELU_TERMS_SYMMETRIC if symmetric else MIN_RELU_TERMS_GENERAL
+
+
+@dataclass(frozen=True)
+class ConstructionConfig:
+    """What the Theorem 3.1 transformer runs, and how accurately.
+
+    Parameters
+    ----------
+    T_outer : int
+        Gradient-EM iterations (>= 0).
+    T_inner : int
+        Gradient steps of size ``alpha`` per M-step (>= 1; 1 is Balakrishnan-Wainwright-Yu
+        gradient EM).
+    alpha : float
+        M-step step size (> 0).
+    relu_terms : int
+        M, ReLU terms per nonlinearity (tanh; or psi, softplus, exp for general K). 32 puts the
+        symmetric surrogate within ~4e-3 of exact gradient EM (``docs/construction.md``).
+    symmetric : bool
+        The tied two-component construction (K = 2, pi = 1/2) instead of the general-K one.
+    R_residual : float
+        General K: half-width of the domain where ``psi`` is fitted to ``t^2 / 2``, in units of
+        sigma (linear beyond; the right component's residual lies inside 6 sigma with
+        probability 1 - 2e-9).
+    """
+
+    T_outer: int = 4
+    T_inner: int = 1
+    alpha: float = 1.0
+    relu_terms: int = 32
+    symmetric: bool = False
+    R_residual: float = 6.0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "T_outer": check_int(self.T_outer, "T_outer", minimum=0),
+            "T_inner": check_int(self.T_inner, "T_inner", minimum=1),
+            "alpha": check_positive(self.alpha, "alpha"),
+            "relu_terms": check_int(
+                self.relu_terms, "relu_terms", minimum=min_relu_terms(self.symmetric)
+            ),
+            "R_residual": check_positive(self.R_residual, "R_residual"),
+        }
+        for name, value in checked.items():  # store the normalised int / float
+            object.__setattr__(self, name, value)
+
+
+#: The defaults, as one object (for function signatures).
+DEFAULT_CONSTRUCTION = ConstructionConfig()

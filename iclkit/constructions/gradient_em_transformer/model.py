@@ -1,0 +1,107 @@
+"""The Theorem 3.1 transformer as built: the attention model, its token layout and its report.
+
+:class:`GradientEMTransformer` is what :func:`build_gradient_em_transformer` returns; calling it
+on prompts embeds them (every token carries the same estimates), runs the attention layers and
+reads the estimates and the prediction back (arXiv 2410.14183, Theorem 3.1;
+``docs/construction.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from iclkit.constructions.attention import AttentionTransformer
+from iclkit.constructions.layout import TokenLayout, embed, read_beta, read_y
+from iclkit.constructions.relu_approx import ReluSum
+
+from .heads import BlockEnd
+
+__all__ = ["ConstructionReport", "GradientEMTransformer"]
+
+
+@dataclass(frozen=True)
+class ConstructionReport:
+    """What :func:`build_gradient_em_transformer` built.
+
+    Attributes
+    ----------
+    L : int, number of layers.
+    heads_per_layer : tuple of int (every entry <= 4).
+    max_heads_per_layer : int
+    layer_formula : str, ``L(T_outer, T_inner, M)`` in words.
+    weight_norm : float, Bai's ``|||theta|||``.
+    D : int, token width.
+    certificates : dict name -> Certificate of each ReLU sum used.
+    block_ends : tuple of (kind, t, s, layer): the layer after which the hidden state equals the
+        algorithm's iterate (kind "inner": after inner step s of outer iteration t; "readout").
+    """
+
+    L: int
+    heads_per_layer: tuple[int, ...]
+    max_heads_per_layer: int
+    layer_formula: str
+    weight_norm: float
+    D: int
+    certificates: dict[str, object] = field(default_factory=dict)
+    block_ends: tuple[BlockEnd, ...] = ()
+
+
+@dataclass(frozen=True)
+class GradientEMTransformer:
+    """The constructed transformer with its layout, ReLU sums and report."""
+
+    model: AttentionTransformer
+    layout: TokenLayout
+    report: ConstructionReport
+    sigma: float
+    pi: tuple[float, ...]
+    T_outer: int
+    T_inner: int
+    alpha: float
+    tanh_sum: ReluSum | None = None
+    relu_sums: dict[str, ReluSum] = field(default_factory=dict)
+
+    def embed(
+        self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
+    ) -> torch.Tensor:
+        """The input tokens (B, n + 1, D) of the prompts, each carrying ``init``."""
+        return embed(self.layout, X, y, init, x_query)
+
+    def __call__(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        init: torch.Tensor,
+        x_query: torch.Tensor,
+        *,
+        R: float = float("inf"),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run on prompts; returns ``(beta_tf (B, K, d), y_hat (B,))``."""
+        H = self.model(self.embed(X, y, init, x_query))
+        return read_beta(self.layout, H), read_y(self.layout, H, R)
+
+    def block_iterates(
+        self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
+    ) -> list[list[torch.Tensor]]:
+        """``iters[t][s]`` = the estimates (B, P, d) of the query token after inner step s + 1 of
+        outer iteration t + 1 (read from the hidden states at ``report.block_ends``)."""
+        states = self.model.hidden_states(self.embed(X, y, init, x_query))
+        out: list[list[torch.Tensor]] = [[] for _ in range(self.T_outer)]
+        for kind, t, _s, layer in self.report.block_ends:
+            if kind == "inner":
+                H = states[layer]
+                out[t].append(
+                    torch.stack([H[:, -1, self.layout.beta(k)] for k in range(self.layout.P)], 1)
+                )
+        return out
+
+    def estimate_copies_spread(
+        self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
+    ) -> float:
+        """Largest difference between two tokens' copies of the estimates at the end."""
+        H = self.model(self.embed(X, y, init, x_query))
+        sl = slice(self.layout.beta(0).start, self.layout.beta(self.layout.P - 1).stop)
+        est = H[:, :, sl]
+        return float((est - est[:, -1:]).abs().max())

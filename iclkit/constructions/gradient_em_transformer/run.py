@@ -1,0 +1,241 @@
+"""Running the Theorem 3.1 transformer on prompts, next to the algorithms it is built to equal.
+
+:func:`run_gradient_em_transformer` builds one construction per distinct ``(sigma, pi)`` of the
+prompts (the weights contain ``1/sigma^2`` and ``log pi``), runs it, and compares its estimates
+with the surrogate gradient EM (the same algorithm with the ReLU sums, computed as sums over the
+examples: equal to round-off) and with exact gradient EM. :func:`run_on_sampled_prompts` does the
+same on freshly sampled MoR prompts and adds the errors against the truth;
+:func:`layerwise_relative_error` compares every inner step's hidden state with the surrogate
+iterate (arXiv 2410.14183, Theorem 3.1; ``docs/construction.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from iclkit.constructions.algorithms import gradient_em
+from iclkit.constructions.prompts import PromptsConfig, sample_prompts
+from iclkit.constructions.surrogate_em import (
+    general_surrogate_iterates,
+    symmetric_surrogate_iterates,
+)
+from iclkit.theory.metrics import parameter_error
+from iclkit.theory.mor import validate_prompts
+from iclkit.theory.validation import ParameterError, check_positive, check_shape
+
+from .build import build_gradient_em_transformer
+from .config import DEFAULT_CONSTRUCTION, ConstructionConfig
+from .model import ConstructionReport, GradientEMTransformer
+from .nonlinearities import estep_functions
+
+__all__ = [
+    "CONSTRUCT_PROMPTS",
+    "ConstructionRun",
+    "SampledConstructionRun",
+    "layerwise_relative_error",
+    "run_gradient_em_transformer",
+    "run_on_sampled_prompts",
+    "surrogate_iterates",
+]
+
+#: The prompts ``iclkit construct`` samples by default: 4 prompts of the small default
+#: distribution; with ``snr`` fixed, sigma differs per prompt and each prompt gets its own
+#: construction, so a few prompts keep the run to seconds.
+CONSTRUCT_PROMPTS = PromptsConfig(batch=4)
+#: Digits of pi that identify one construction (pi read back from a file differs in the last bit).
+_PI_DIGITS = 15
+#: Floor of a reference norm in a relative error (an all-zero iterate has relative error 0 / tiny).
+_TINY_NORM = 1e-300
+
+
+@dataclass(frozen=True)
+class ConstructionRun:
+    """Outputs of :func:`run_gradient_em_transformer` on B prompts.
+
+    Attributes
+    ----------
+    beta_tf : (B, K, d) the transformer's read_beta.
+    y_hat : (B,) the transformer's read_y.
+    beta_surrogate : (B, K, d) surrogate gradient EM run directly.
+    beta_gradient_em : (B, K, d) exact gradient EM (``algorithms.gradient_em``).
+    report : ConstructionReport of the first construction (all share L and heads).
+    weight_norm : float, the largest ``|||theta|||`` over the constructions built.
+    max_abs_diff_vs_surrogate, max_abs_diff_vs_gradient_em : float
+    constructions : int, number of distinct (sigma, pi) constructions built.
+    """
+
+    beta_tf: torch.Tensor
+    y_hat: torch.Tensor
+    beta_surrogate: torch.Tensor
+    beta_gradient_em: torch.Tensor
+    report: ConstructionReport
+    weight_norm: float
+    max_abs_diff_vs_surrogate: float
+    max_abs_diff_vs_gradient_em: float
+    constructions: int
+
+
+@dataclass(frozen=True)
+class SampledConstructionRun:
+    """:func:`run_on_sampled_prompts`: the run and its errors against the sampled truth.
+
+    Attributes
+    ----------
+    run : ConstructionRun
+    prediction_error_vs_oracle : float, mean over prompts of ``|y_hat - y_orc|``.
+    parameter_error : float, mean over prompts of the parameter error up to permutation.
+    sqrt_d_over_n : float, the statistical rate ``sqrt(d / n)`` of Theorem 3.1.
+    """
+
+    run: ConstructionRun
+    prediction_error_vs_oracle: float
+    parameter_error: float
+    sqrt_d_over_n: float
+
+
+def run_gradient_em_transformer(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    x_query: torch.Tensor,
+    sigma: torch.Tensor,
+    pi: torch.Tensor | None = None,
+    config: ConstructionConfig = DEFAULT_CONSTRUCTION,
+) -> ConstructionRun:
+    """Build the construction for each distinct ``(sigma_b, pi_b)`` and run it on the prompts,
+    next to the surrogate and the exact gradient EM.
+
+    Parameters
+    ----------
+    X : (B, n, d), y : (B, n), init : (B, K, d), x_query : (B, d), sigma : (B,), pi : (B, K).
+    config : the schedule and accuracy; ``config.symmetric`` selects the tied two-component
+        construction (needs K = 2, pi = 1/2; ``init[:, 0]`` is used).
+    """
+    B, n, d = validate_prompts(X, y)
+    check_shape(init, "init", (B, None, d))
+    K = init.shape[1]
+    check_shape(x_query, "x_query", (B, d))
+    check_shape(sigma, "sigma", (B,))
+    if bool((sigma <= 0).any()):
+        raise ParameterError("sigma must be > 0 for every prompt")
+    if pi is None:
+        pi = torch.full((B, K), 1.0 / K, dtype=X.dtype)
+    check_shape(pi, "pi", (B, K))
+    symmetric = config.symmetric
+    if symmetric and K != 2:
+        raise ParameterError(f"init must have K = 2 components when symmetric, got {K}")
+    f64 = torch.float64
+    X, y, init, x_query = X.to(f64), y.to(f64), init.to(f64), x_query.to(f64)
+    beta_tf = torch.empty(B, K, d, dtype=f64)
+    y_hat = torch.empty(B, dtype=f64)
+    beta_sur = torch.empty(B, K, d, dtype=f64)
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for b in range(B):
+        key = (float(sigma[b]), *(round(float(p), _PI_DIGITS) for p in pi[b]))
+        groups.setdefault(key, []).append(b)
+    first: GradientEMTransformer | None = None
+    norm = 0.0
+    for key, idx_list in groups.items():
+        idx = torch.tensor(idx_list)
+        tf = build_gradient_em_transformer(
+            d, K, n, key[0], config.T_outer, config.T_inner, config.alpha, config.relu_terms,
+            symmetric=symmetric, pi=key[1:], R_residual=config.R_residual,
+        )  # fmt: skip
+        first = first or tf
+        norm = max(norm, tf.report.weight_norm)
+        bt, yh = tf(X[idx], y[idx], init[idx], x_query[idx])
+        beta_tf[idx], y_hat[idx] = bt, yh
+        beta_sur[idx] = _final_surrogate(tf, X[idx], y[idx], init[idx])
+    assert first is not None
+    ref = gradient_em(
+        X, y, init, sigma.to(f64), None if symmetric else pi.to(f64),
+        T_outer=config.T_outer, T_inner=config.T_inner, alpha=config.alpha, symmetric=symmetric,
+    ).betas  # fmt: skip
+    return ConstructionRun(
+        beta_tf=beta_tf,
+        y_hat=y_hat,
+        beta_surrogate=beta_sur,
+        beta_gradient_em=ref,
+        report=first.report,
+        weight_norm=norm,
+        max_abs_diff_vs_surrogate=float((beta_tf - beta_sur).abs().max()),
+        max_abs_diff_vs_gradient_em=float((beta_tf - ref).abs().max()),
+        constructions=len(groups),
+    )
+
+
+def run_on_sampled_prompts(
+    prompts: PromptsConfig = CONSTRUCT_PROMPTS,
+    config: ConstructionConfig = DEFAULT_CONSTRUCTION,
+) -> SampledConstructionRun:
+    """Sample prompts and their local initialisation, and run the construction on them."""
+    sample = sample_prompts(prompts)
+    b = sample.batch
+    run = run_gradient_em_transformer(
+        b.X_train, b.y_train, sample.init, b.x_query, b.sigma, b.pi, config
+    )
+    return SampledConstructionRun(
+        run=run,
+        prediction_error_vs_oracle=float((run.y_hat - b.y_oracle).abs().mean()),
+        parameter_error=float(parameter_error(run.beta_tf, b.betas).mean()),
+        sqrt_d_over_n=(b.d / b.n) ** 0.5,
+    )
+
+
+def _final_surrogate(
+    tf: GradientEMTransformer, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor
+) -> torch.Tensor:
+    """The last surrogate iterate (B, K, d) that ``tf`` reproduces (``init`` when T_outer = 0)."""
+    if tf.T_outer == 0:
+        return torch.stack([init[:, 0], -init[:, 0]], 1) if tf.layout.symmetric else init
+    last = surrogate_iterates(tf, X, y, init)[-1][-1]
+    return torch.cat([last, -last], 1) if tf.layout.symmetric else last
+
+
+def surrogate_iterates(
+    tf: GradientEMTransformer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    *,
+    alpha: float | None = None,
+) -> list[list[torch.Tensor]]:
+    """The surrogate gradient-EM iterates ``[t][s]`` (B, P, d) that ``tf`` is built to reproduce,
+    computed directly (``surrogate_em``), with the construction's sigma, pi, T's and ReLU sums;
+    ``alpha`` overrides the step size (e.g. the *intended* one, to expose a mis-built ``tf``)."""
+    a = tf.alpha if alpha is None else check_positive(alpha, "alpha")
+    To, Ti = tf.T_outer, tf.T_inner
+    if tf.layout.symmetric:
+        assert tf.tanh_sum is not None
+        beta0 = init[:, 0] if init.dim() == 3 else init
+        it = symmetric_surrogate_iterates(
+            X, y, beta0, tf.sigma, tf.tanh_sum, T_outer=To, T_inner=Ti, alpha=a
+        )
+        return [[b[:, None] for b in row] for row in it]
+    return general_surrogate_iterates(
+        X, y, init, tf.sigma, tf.pi, estep_functions(tf), T_outer=To, T_inner=Ti, alpha=a
+    )
+
+
+def layerwise_relative_error(
+    tf: GradientEMTransformer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    init: torch.Tensor,
+    x_query: torch.Tensor,
+    *,
+    alpha: float | None = None,
+) -> float:
+    """``max_{t,s,b} ||H-state estimate - surrogate iterate|| / ||surrogate iterate||`` over every
+    inner step: ~1e-14 for a correct construction (the check's tolerance is 1e-9)."""
+    got = tf.block_iterates(X, y, init, x_query)
+    ref = surrogate_iterates(tf, X, y, init, alpha=alpha)
+    worst = 0.0
+    for row_g, row_r in zip(got, ref, strict=True):
+        for g, r in zip(row_g, row_r, strict=True):
+            num = (g - r).flatten(1).norm(dim=1)
+            den = r.flatten(1).norm(dim=1).clamp_min(_TINY_NORM)
+            worst = max(worst, float((num / den).max()))
+    return worst
