@@ -1,4 +1,14 @@
-"""``iclkit construct``: build and run the Theorem 3.1 transformer."""
+"""``iclkit construct``: run the hand-set Theorem 3.1 transformer (gradient EM in context).
+
+Build the MoR Theorem 3.1 transformer (ReLU attention, <= 4 heads per layer, weights set by hand;
+docs/construction.md) and run it on prompts. With --in: prompts.npz as written by 'iclkit sample'
+(X (B,n,d), y (B,n), init (B,K,d), sigma (B,), x_query (B,d), optional pi (B,K)); writes beta_tf
+(B,K,d), y_hat (B,) and beta_surrogate (B,K,d) to --out. Without --in: samples prompts from the MoR
+options below. Prints layers, max_heads_per_layer, weight_norm, max_abs_diff_vs_surrogate,
+max_abs_diff_vs_gradient_em (and, when sampling, the prediction error vs the oracle and the
+parameter error). --symmetric selects the tied two-component construction (K=2, pi=1/2, init[:, 0]
+used), else the general-K one (pi from the file or --pi, default uniform).
+"""
 
 from __future__ import annotations
 
@@ -13,78 +23,28 @@ from iclkit.constructions.gradient_em_transformer import (
     run_on_sampled_prompts,
 )
 
-from .options import (
-    SubParsers,
-    add_json_option,
-    add_out_option,
-    add_prompt_options,
-    add_subcommand,
-    load_npz,
-    print_json,
-    prompts_config_from,
-    save_npz,
-)
+from . import options
 
-DESCRIPTION = (
-    "Build the MoR Theorem 3.1 transformer (ReLU attention, <= 4 heads per layer, weights set "
-    "by hand; docs/construction.md) and run it on prompts. With --in: prompts.npz as written by "
-    "'iclkit sample' (X (B,n,d), y (B,n), init (B,K,d), sigma (B,), x_query (B,d), optional "
-    "pi (B,K)); writes beta_tf (B,K,d), y_hat (B,) and beta_surrogate (B,K,d) to --out. Without "
-    "--in: samples prompts from the MoR options below. Prints layers, max_heads_per_layer, "
-    "weight_norm, max_abs_diff_vs_surrogate, max_abs_diff_vs_gradient_em (and, when sampling, "
-    "the prediction error vs the oracle and the parameter error). --symmetric selects the tied "
-    "two-component construction (K=2, pi=1/2, init[:, 0] used), else the general-K one (pi from "
-    "the file or --pi, default uniform)."
-)
 _D = DEFAULT_CONSTRUCTION
 
 
-def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "construct",
-        run,
-        summary="run the hand-set Theorem 3.1 transformer (gradient EM in context)",
-        description=DESCRIPTION,
-    )
+def add(sub: options.SubParsers) -> None:
+    p = options.add_subcommand(sub, "construct", run, doc=__doc__)
     p.add_argument("--in", dest="inp", default=None, help="input prompts .npz (else sample)")
-    add_out_option(p, "output .npz of beta_tf, y_hat, beta_surrogate (written atomically)")
+    options.add_out_option(p, "output .npz of beta_tf, y_hat, beta_surrogate (written atomically)")
     g = p.add_argument_group("construction")
-    g.add_argument(
-        "--T-outer",
-        type=int,
-        default=_D.T_outer,
-        help=f"gradient-EM iterations (default {_D.T_outer})",
-    )
-    g.add_argument(
-        "--T-inner",
-        type=int,
-        default=_D.T_inner,
-        help=f"gradient steps per M-step (default {_D.T_inner})",
-    )
-    g.add_argument(
-        "--alpha", type=float, default=_D.alpha, help=f"M-step step size (default {_D.alpha})"
-    )
-    g.add_argument(
-        "--relu-terms",
-        type=int,
-        default=_D.relu_terms,
-        help=f"ReLU terms per E-step nonlinearity (default {_D.relu_terms})",
-    )
-    add_prompt_options(p, CONSTRUCT_PROMPTS)
-    add_json_option(p)
+    options.add_field_option(g, _D, "T_outer", "gradient-EM iterations")
+    options.add_field_option(g, _D, "T_inner", "gradient steps per M-step")
+    options.add_field_option(g, _D, "alpha", "M-step step size")
+    options.add_field_option(g, _D, "relu_terms", "ReLU terms per E-step nonlinearity")
+    options.add_prompt_options(p, CONSTRUCT_PROMPTS)
+    options.add_json_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ConstructionConfig(
-        T_outer=args.T_outer,
-        T_inner=args.T_inner,
-        alpha=args.alpha,
-        relu_terms=args.relu_terms,
-        symmetric=args.symmetric,
-    )
+    config = options.config_from_args(ConstructionConfig, args)
     if args.inp is None:
-        sampled = run_on_sampled_prompts(prompts_config_from(args), config)
+        sampled = run_on_sampled_prompts(options.prompts_config_from(args), config)
         res = sampled.run
         errors = {
             "prediction_error_vs_oracle": sampled.prediction_error_vs_oracle,
@@ -92,20 +52,20 @@ def run(args: argparse.Namespace) -> int:
             "sqrt_d_over_n": sampled.sqrt_d_over_n,
         }
     else:
-        data = load_npz(args.inp, ["X", "y", "init", "sigma", "x_query"], ["pi"])
+        data = options.load_npz(args.inp, ["X", "y", "init", "sigma", "x_query"], ["pi"])
         res = run_gradient_em_transformer(
             data["X"], data["y"], data["init"], data["x_query"], data["sigma"].reshape(-1),
             data.get("pi"), config,
         )  # fmt: skip
         errors = {}
     if args.out is not None:
-        save_npz(
+        options.save_npz(
             args.out,
             {"beta_tf": res.beta_tf, "y_hat": res.y_hat, "beta_surrogate": res.beta_surrogate},
         )
     summary = {**_summary(res), **errors}
     if args.json:
-        print_json(summary)
+        options.print_json(summary)
     else:
         for key, value in summary.items():
             print(f"{key:<28} {value}")

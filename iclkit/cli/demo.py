@@ -1,4 +1,9 @@
-"""``iclkit demo``: a one-minute tour of the MoR data model and its algorithms."""
+"""``iclkit demo``: EM and gradient EM vs the oracle on sampled MoR prompts (a quick end-to-end run).
+
+Sample MoR prompts, run EM, gradient EM, OLS and the oracle from a local initialisation, and print
+parameter error (up to permutation) and excess risk vs the oracle predictor E(y_hat-y)^2 -
+E(y_orc-y)^2, each with its Monte Carlo standard error over prompts.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +13,24 @@ import math
 
 from iclkit.experiments.demo import DemoConfig, DemoResult, run_demo
 
-from .options import (
-    SubParsers,
-    add_json_option,
-    add_prompt_options,
-    add_subcommand,
-    print_json,
-    prompts_config_from,
-)
+from . import options
 
-DESCRIPTION = (
-    "Sample MoR prompts, run EM, gradient EM, OLS and the oracle from a local initialisation, "
-    "and print parameter error (up to permutation) and excess risk vs the oracle predictor "
-    "E(y_hat-y)^2 - E(y_orc-y)^2, each with its Monte Carlo standard error over prompts."
-)
 _DEFAULTS = DemoConfig()
 
 
-def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "demo",
-        run,
-        summary="EM and gradient EM vs the oracle on sampled MoR prompts (a quick end-to-end run)",
-        description=DESCRIPTION,
-    )
-    add_prompt_options(p, _DEFAULTS.prompts)
-    p.add_argument(
-        "--T",
-        type=int,
-        default=_DEFAULTS.T,
-        help=f"EM / gradient-EM iterations (default {_DEFAULTS.T})",
-    )
-    add_json_option(p)
+def add(sub: options.SubParsers) -> None:
+    p = options.add_subcommand(sub, "demo", run, doc=__doc__)
+    options.add_prompt_options(p, _DEFAULTS.prompts)
+    options.add_field_option(p, _DEFAULTS, "T", "EM / gradient-EM iterations")
+    options.add_json_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    res = run_demo(DemoConfig(prompts_config_from(args), T=args.T))
+    res = run_demo(
+        options.config_from_args(DemoConfig, args, prompts=options.prompts_config_from(args))
+    )
     if args.json:
-        print_json(_as_json(res))
+        options.print_json(_as_json(res))
     else:
         _print_table(res)
     return 0

@@ -1,6 +1,8 @@
 """Options and file handling shared by the ``iclkit`` subcommands, each defined once.
 
 - :func:`add_subcommand`: a subcommand's parser, bound to its ``run`` function;
+- :func:`add_field_option` / :func:`config_from_args`: an option whose type and default are a
+  library config's field, and the config back from the parsed arguments;
 - :func:`add_prompt_options` / :func:`prompts_config_from`: the MoR prompt distribution
   (``--d --K --n --snr --sigma --pi --symmetric --batch --seed --rho``), with the defaults of a
   library :class:`~iclkit.constructions.prompts.PromptsConfig`;
@@ -18,10 +20,11 @@ prompt.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,12 +36,26 @@ from iclkit.theory.validation import ParameterError
 
 SubParsers = Any  # argparse._SubParsersAction (private type)
 Run = Callable[[argparse.Namespace], int]
+C = TypeVar("C")
 
 
 def add_subcommand(
-    sub: SubParsers, name: str, run: Run, *, summary: str, description: str
+    sub: SubParsers,
+    name: str,
+    run: Run,
+    *,
+    summary: str | None = None,
+    description: str | None = None,
+    doc: str | None = None,
 ) -> argparse.ArgumentParser:
-    """Add subcommand ``name`` (``summary`` in the command list, ``description`` in its help)."""
+    """Add subcommand ``name`` (``summary`` in the command list, ``description`` in its help).
+
+    ``doc``, a subcommand module's docstring ``"``iclkit NAME``: SUMMARY.\n\nDESCRIPTION"``,
+    gives both.
+    """
+    if doc is not None:
+        head, _, body = doc.partition("\n\n")
+        summary, description = head.split(": ", 1)[-1].rstrip("."), " ".join(body.split())
     p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
     p.set_defaults(func=run)
     return p
@@ -82,15 +99,34 @@ def add_progress_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_field_option(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config: object,
+    field: str,
+    help: str,
+    *,
+    flag: str | None = None,
+) -> None:
+    """``--field`` (``_`` as ``-``, or ``flag``) with the type and default of ``config.field``."""
+    default = getattr(config, field)
+    flag = flag or "--" + field.replace("_", "-")
+    p.add_argument(flag, type=type(default), default=default, help=f"{help} (default {default})")
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: object) -> C:
+    """``cls(...)`` from the arguments named like its fields (and ``overrides``)."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    values = {n: getattr(args, n) for n in names if n not in overrides and hasattr(args, n)}
+    return cls(**values, **overrides)
+
+
 def add_prompt_options(p: argparse.ArgumentParser, defaults: PromptsConfig) -> None:
     """The MoR prompt distribution and its local initialisation, defaults from ``defaults``."""
     mor = defaults.mor
     g = p.add_argument_group("MoR prompt distribution")
-    g.add_argument("--d", type=int, default=mor.d, help=f"dimension of x (default {mor.d})")
-    g.add_argument("--K", type=int, default=mor.K, help=f"number of components (default {mor.K})")
-    g.add_argument(
-        "--n", type=int, default=mor.n, help=f"in-context examples per prompt (default {mor.n})"
-    )
+    add_field_option(g, mor, "d", "dimension of x")
+    add_field_option(g, mor, "K", "number of components")
+    add_field_option(g, mor, "n", "in-context examples per prompt")
     g.add_argument(
         "--snr",
         type=float,
@@ -115,21 +151,10 @@ def add_prompt_options(p: argparse.ArgumentParser, defaults: PromptsConfig) -> N
         action="store_true",
         help="symmetric two-component model: K=2, beta_2=-beta_1, pi=(1/2,1/2)",
     )
-    g.add_argument(
-        "--batch",
-        type=int,
-        default=defaults.batch,
-        help=f"number of prompts B (default {defaults.batch})",
-    )
-    g.add_argument(
-        "--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})"
-    )
-    g.add_argument(
-        "--rho",
-        type=float,
-        default=defaults.rho,
-        help="relative size of the local initialisation's perturbation, "
-        f"init_k = beta_k + rho ||beta_k|| u_k (default {defaults.rho})",
+    add_field_option(g, defaults, "batch", "number of prompts B")
+    add_field_option(g, defaults, "seed", "random seed")
+    add_field_option(
+        g, defaults, "rho", "relative size of the init perturbation, beta_k + rho ||beta_k|| u_k"
     )
     p.set_defaults(_prompt_defaults=defaults)
 
@@ -153,7 +178,7 @@ def mor_config_from(args: argparse.Namespace) -> MoRConfig:
 
 def prompts_config_from(args: argparse.Namespace) -> PromptsConfig:
     """The :class:`PromptsConfig` of the prompt options."""
-    return PromptsConfig(mor_config_from(args), batch=args.batch, seed=args.seed, rho=args.rho)
+    return config_from_args(PromptsConfig, args, mor=mor_config_from(args))
 
 
 def load_npz(

@@ -1,4 +1,7 @@
-"""``iclkit plot``: draw a figure from a sweep's results."""
+"""``iclkit plot``: redraw a MoR figure from stored sweep results (no training).
+
+Redraw fig1-fig4 from the parquet results of 'iclkit reproduce'.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,7 @@ from .reproduce import FIGURE_CHOICES
 
 
 def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "plot",
-        run,
-        summary="redraw a MoR figure from stored sweep results (no training)",
-        description="Redraw fig1-fig4 from the parquet results of 'iclkit reproduce'.",
-    )
+    p = add_subcommand(sub, "plot", run, doc=__doc__)
     p.add_argument("figure", choices=FIGURE_CHOICES, help="which figure (all: the four)")
     p.add_argument(
         "--results",

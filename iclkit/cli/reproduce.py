@@ -1,4 +1,11 @@
-"""``iclkit reproduce``: the papers' figures as resumable sweeps."""
+"""``iclkit reproduce``: train transformers on MoR prompts and redraw MoR Figures 1-4 (resumable Dask sweep).
+
+Run (or resume) the sweep of a MoR figure: every cell trains a transformer on MoR prompts and
+evaluates it, EM, gradient EM and OLS on the same held-out prompts (excess risk vs the oracle, per
+prompt length). Finished cells are stored as parquet files under OUT/<figure>/results and skipped
+on a rerun; the figure is drawn to OUT/<figure>/<figure>.pdf and .png. fig1: risk vs prompt length
+per K; fig2: vs training prompts B; fig3: vs dimension d; fig4: vs hidden size D.
+"""
 
 from __future__ import annotations
 
@@ -19,24 +26,10 @@ from .options import SubParsers, add_out_option, add_progress_option, add_subcom
 FIGURE_CHOICES = (*FIGURES, ALL_FIGURES)
 #: The positional figure name that runs the trained-vs-constructed comparison instead.
 CONSTRUCTED = "constructed"
-DESCRIPTION = (
-    "Run (or resume) the sweep of a MoR figure: every cell trains a transformer on MoR prompts "
-    "and evaluates it, EM, gradient EM and OLS on the same held-out prompts (excess risk vs the "
-    "oracle, per prompt length). Finished cells are stored as parquet files under "
-    "OUT/<figure>/results and skipped on a rerun; the figure is drawn to OUT/<figure>/<figure>.pdf "
-    "and .png. fig1: risk vs prompt length per K; fig2: vs training prompts B; fig3: vs "
-    "dimension d; fig4: vs hidden size D."
-)
 
 
 def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "reproduce",
-        run,
-        summary="train transformers on MoR prompts and redraw MoR Figures 1-4 (resumable Dask sweep)",
-        description=DESCRIPTION,
-    )
+    p = add_subcommand(sub, "reproduce", run, doc=__doc__)
     p.add_argument(
         "figure",
         choices=(*FIGURE_CHOICES, CONSTRUCTED),

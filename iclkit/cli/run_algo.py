@@ -1,4 +1,9 @@
-"""``iclkit run-algo``: run a reference algorithm (EM, gradient EM, OLS, ...) on prompts from a file."""
+"""``iclkit run-algo``: run a reference algorithm on prompts from an .npz file.
+
+Run a reference algorithm on prompts.npz (X (B,n,d), y (B,n), init (B,K,d), sigma (B,), optional pi
+(B,K); oracle and bayes also need betas (B,K,d)) and write est.npz with beta (B,K,d) and pi (B,K)
+(K=1 for ols and ridge).
+"""
 
 from __future__ import annotations
 
@@ -6,45 +11,19 @@ import argparse
 
 from iclkit.constructions.estimate import ALGORITHMS, AlgorithmConfig, run_algorithm
 
-from .options import SubParsers, add_out_option, add_subcommand, load_npz, save_npz
+from . import options
 
-DESCRIPTION = (
-    "Run a reference algorithm on prompts.npz (X (B,n,d), y (B,n), init (B,K,d), sigma (B,), "
-    "optional pi (B,K); oracle and bayes also need betas (B,K,d)) and write est.npz with "
-    "beta (B,K,d) and pi (B,K) (K=1 for ols and ridge)."
-)
 _DEFAULTS = AlgorithmConfig()
 
 
-def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "run-algo",
-        run,
-        summary="run a reference algorithm on prompts from an .npz file",
-        description=DESCRIPTION,
-    )
+def add(sub: options.SubParsers) -> None:
+    p = options.add_subcommand(sub, "run-algo", run, doc=__doc__)
     p.add_argument("--algo", required=True, choices=ALGORITHMS, help="algorithm to run")
     p.add_argument("--in", dest="inp", required=True, help="input prompts .npz")
-    add_out_option(p, "output estimates .npz (written atomically)", required=True)
-    p.add_argument(
-        "--T-outer",
-        type=int,
-        default=_DEFAULTS.T_outer,
-        help=f"EM iterations (em, gradient-em; default {_DEFAULTS.T_outer})",
-    )
-    p.add_argument(
-        "--T-inner",
-        type=int,
-        default=_DEFAULTS.T_inner,
-        help=f"gradient steps per M-step (gradient-em; default {_DEFAULTS.T_inner})",
-    )
-    p.add_argument(
-        "--alpha",
-        type=float,
-        default=_DEFAULTS.alpha,
-        help=f"gradient step size (default {_DEFAULTS.alpha})",
-    )
+    options.add_out_option(p, "output estimates .npz (written atomically)", required=True)
+    options.add_field_option(p, _DEFAULTS, "T_outer", "EM iterations (em, gradient-em)")
+    options.add_field_option(p, _DEFAULTS, "T_inner", "gradient steps per M-step (gradient-em)")
+    options.add_field_option(p, _DEFAULTS, "alpha", "gradient step size")
     pi_group = p.add_mutually_exclusive_group()
     pi_group.add_argument(
         "--estimate-pi",
@@ -73,26 +52,10 @@ def add(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = AlgorithmConfig(
-        T_outer=args.T_outer,
-        T_inner=args.T_inner,
-        alpha=args.alpha,
-        estimate_pi=args.estimate_pi,
-        symmetric=args.symmetric,
-        lam=args.lam,
-    )
-    data = load_npz(args.inp, ["X", "y", "sigma"], ["init", "pi", "betas"])
-    est = run_algorithm(
-        args.algo,
-        data["X"],
-        data["y"],
-        data["sigma"],
-        init=data.get("init"),
-        pi=data.get("pi"),
-        betas=data.get("betas"),
-        config=config,
-    )
-    save_npz(args.out, {"beta": est.beta.numpy(), "pi": est.pi.numpy()})
+    config = options.config_from_args(AlgorithmConfig, args)
+    data = options.load_npz(args.inp, ["X", "y", "sigma"], ["init", "pi", "betas"])
+    est = run_algorithm(args.algo, data, config)
+    options.save_npz(args.out, {"beta": est.beta.numpy(), "pi": est.pi.numpy()})
     shapes = f"beta {tuple(est.beta.shape)} and pi {tuple(est.pi.shape)}"
     print(f"{args.algo}: wrote {shapes} to {args.out}")
     return 0

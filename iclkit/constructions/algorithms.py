@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from iclkit.theory.mor import validate_prompts
 from iclkit.theory.validation import (
@@ -44,6 +45,7 @@ from iclkit.theory.validation import (
 )
 
 from .em_core import (
+    Sigma,
     as_sigma,
     check_em_inputs,
     log_joint,
@@ -70,9 +72,9 @@ __all__ = [
     "weighted_moments",
 ]
 
-Nonlinearity = Callable[[torch.Tensor], torch.Tensor]
+Nonlinearity = Callable[[Tensor], Tensor]
 #: An M-step: (responsibilities (B, n, K), betas (B, K, d), pi (B, K)) -> (betas, pi).
-MStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+MStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 # Tolerance of "pi = (1/2, 1/2)" in the symmetric model (exact halves, up to round-off).
 _HALF_ATOL = 1e-12
@@ -92,20 +94,16 @@ class EMResult:
         Number of outer (EM) iterations run.
     """
 
-    betas: torch.Tensor
-    pi: torch.Tensor
-    log_likelihood: torch.Tensor
+    betas: Tensor
+    pi: Tensor
+    log_likelihood: Tensor
     iterations: int
 
 
 # --------------------------------------------------------------------------- E-step
 def responsibilities(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor | None,
-    sigma: torch.Tensor | float,
-) -> torch.Tensor:
+    X: Tensor, y: Tensor, betas: Tensor, pi: Tensor | None, sigma: Sigma
+) -> Tensor:
     """E-step: posterior component probabilities, computed with log-sum-exp.
 
     Returns
@@ -116,25 +114,15 @@ def responsibilities(
     return posterior(log_joint(X, y, betas, pi_t, sig))[0]
 
 
-def log_likelihood(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor | None,
-    sigma: torch.Tensor | float,
-) -> torch.Tensor:
+def log_likelihood(X: Tensor, y: Tensor, betas: Tensor, pi: Tensor | None, sigma: Sigma) -> Tensor:
     """Observed-data log-likelihood ``sum_i log sum_k pi_k phi(y_i; x_i^T beta_k, sigma^2)``, (B,)."""
     sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
     return posterior(log_joint(X, y, betas, pi_t, sig))[1]
 
 
 def _e_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    X: Tensor, y: Tensor, betas: Tensor, sigma: Sigma, pi: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Validated E-step: responsibilities ``gamma (B, n, K)`` and the mixing weights (B, K)."""
     sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
     return posterior(log_joint(X, y, betas, pi_t, sig))[0], pi_t
@@ -142,14 +130,14 @@ def _e_step(
 
 # --------------------------------------------------------------------------- EM
 def em_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor | None,
-    sigma: torch.Tensor | float,
+    X: Tensor,
+    y: Tensor,
+    betas: Tensor,
+    pi: Tensor | None,
+    sigma: Sigma,
     *,
     estimate_pi: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """One EM iteration: E-step, then the weighted-least-squares M-step.
 
     Returns
@@ -162,8 +150,8 @@ def em_step(
 
 
 def _m_step(
-    X: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, pi: torch.Tensor, estimate_pi: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+    X: Tensor, y: Tensor, gamma: Tensor, pi: Tensor, estimate_pi: bool
+) -> tuple[Tensor, Tensor]:
     """Weighted least squares for every component, and pi if estimated."""
     S, m = weighted_moments(X, y, gamma)
     new_pi = gamma.mean(dim=1) if estimate_pi else pi
@@ -171,11 +159,11 @@ def _m_step(
 
 
 def em(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    init: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None = None,
+    X: Tensor,
+    y: Tensor,
+    init: Tensor,
+    sigma: Sigma,
+    pi: Tensor | None = None,
     *,
     T: int = 20,
     estimate_pi: bool = True,
@@ -199,11 +187,11 @@ def em(
 
 
 def _iterate(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    init: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None,
+    X: Tensor,
+    y: Tensor,
+    init: Tensor,
+    sigma: Sigma,
+    pi: Tensor | None,
     T: int,
     m_step: MStep,
 ) -> EMResult:
@@ -229,16 +217,16 @@ def _check_step(T_inner: int, alpha: float) -> tuple[int, float]:
 
 
 def gradient_em_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor | None,
-    sigma: torch.Tensor | float,
+    X: Tensor,
+    y: Tensor,
+    betas: Tensor,
+    pi: Tensor | None,
+    sigma: Sigma,
     *,
     T_inner: int = 1,
     alpha: float = 1.0,
     estimate_pi: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """One gradient-EM iteration (general K): E-step, then ``T_inner`` gradient steps of size
     ``alpha`` on the Q-function with the responsibilities frozen.
 
@@ -252,15 +240,15 @@ def gradient_em_step(
 
 
 def _gradient_m_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    gamma: torch.Tensor,
-    betas: torch.Tensor,
-    pi: torch.Tensor,
+    X: Tensor,
+    y: Tensor,
+    gamma: Tensor,
+    betas: Tensor,
+    pi: Tensor,
     T_inner: int,
     alpha: float,
     estimate_pi: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """``T_inner`` gradient steps on the Q-function with the responsibilities ``gamma`` frozen."""
     S, m = weighted_moments(X, y, gamma)
     for _ in range(T_inner):
@@ -270,15 +258,15 @@ def _gradient_m_step(
 
 
 def symmetric_gradient_em_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    beta: torch.Tensor,
-    sigma: torch.Tensor | float,
+    X: Tensor,
+    y: Tensor,
+    beta: Tensor,
+    sigma: Sigma,
     *,
     T_inner: int = 1,
     alpha: float = 1.0,
     nonlinearity: Nonlinearity = torch.tanh,
-) -> torch.Tensor:
+) -> Tensor:
     """One gradient-EM iteration of the symmetric two-component model (tanh form).
 
     Surrogate labels ``y~_i = f(y_i x_i^T beta / sigma^2) y_i`` with ``f = tanh`` (the exact
@@ -303,8 +291,8 @@ def symmetric_gradient_em_step(
 
 
 def _symmetric_inputs(
-    X: torch.Tensor, y: torch.Tensor, beta: torch.Tensor, sigma: torch.Tensor | float, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+    X: Tensor, y: Tensor, beta: Tensor, sigma: Sigma, name: str
+) -> tuple[Tensor, Tensor]:
     """Validate the symmetric model's estimate ``beta`` (B, d) (or ``init`` (B, 2, d), of which
     ``[:, 0]`` is used) and sigma; return them in the dtype of X."""
     B, _, d = validate_prompts(X, y)
@@ -317,15 +305,15 @@ def _symmetric_inputs(
 
 
 def _symmetric_step(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    beta: torch.Tensor,
-    sigma: torch.Tensor,
+    X: Tensor,
+    y: Tensor,
+    beta: Tensor,
+    sigma: Tensor,
     T_inner: int,
     alpha: float,
     nonlinearity: Nonlinearity,
-    S: torch.Tensor | None = None,
-) -> torch.Tensor:
+    S: Tensor | None = None,
+) -> Tensor:
     """Symmetric gradient-EM iteration; ``S = (1/n) X^T X`` may be passed in (it does not
     change across iterations)."""
     n = X.shape[1]
@@ -340,11 +328,11 @@ def _symmetric_step(
 
 
 def gradient_em(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    init: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None = None,
+    X: Tensor,
+    y: Tensor,
+    init: Tensor,
+    sigma: Sigma,
+    pi: Tensor | None = None,
     *,
     T_outer: int = 10,
     T_inner: int = 1,
@@ -381,20 +369,18 @@ def gradient_em(
         beta, sig = _symmetric_inputs(X, y, init, sigma, "init")
         return _symmetric_gradient_em(X, y, beta, sig, pi, T_outer, T_inner, alpha, nonlinearity)
 
-    def m_step(
-        gamma: torch.Tensor, betas: torch.Tensor, pi_t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def m_step(gamma: Tensor, betas: Tensor, pi_t: Tensor) -> tuple[Tensor, Tensor]:
         return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
 
     return _iterate(X, y, init, sigma, pi, T_outer, m_step)
 
 
 def _symmetric_gradient_em(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    beta: torch.Tensor,
-    sigma: torch.Tensor,
-    pi: torch.Tensor | None,
+    X: Tensor,
+    y: Tensor,
+    beta: Tensor,
+    sigma: Tensor,
+    pi: Tensor | None,
     T_outer: int,
     T_inner: int,
     alpha: float,
@@ -408,7 +394,7 @@ def _symmetric_gradient_em(
             raise ParameterError("pi must be (1/2, 1/2) in the symmetric model")
     half = torch.full((B, 2), 0.5, dtype=X.dtype)
 
-    def ll_of(b: torch.Tensor) -> torch.Tensor:
+    def ll_of(b: Tensor) -> Tensor:
         return posterior(log_joint(X, y, torch.stack([b, -b], 1), half, sigma))[1]
 
     ll = [ll_of(beta)]
@@ -420,7 +406,7 @@ def _symmetric_gradient_em(
 
 
 # --------------------------------------------------------------------------- single-component baselines
-def ols(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def ols(X: Tensor, y: Tensor) -> Tensor:
     """Least squares ``argmin_w sum_i (y_i - x_i^T w)^2`` per prompt, (B, d).
 
     The minimum-norm solution when n < d (pseudo-inverse).
@@ -429,14 +415,14 @@ def ols(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.linalg.pinv(X) @ y[..., None])[..., 0]
 
 
-def ridge(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+def ridge(X: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
     """Ridge regression ``(X^T X + lam I)^{-1} X^T y`` per prompt, (B, d).
 
     With ``lam = sigma^2 / tau^2`` this is the posterior mean of a single Gaussian component
     beta ~ N(0, tau^2 I).
     """
     B, _, d = validate_prompts(X, y)
-    if isinstance(lam, torch.Tensor):
+    if isinstance(lam, Tensor):
         if lam.dim() == 0:
             lam = lam.expand(B)
         check_shape(lam, "lam", (B,))

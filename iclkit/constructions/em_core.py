@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
 
 from iclkit.theory.mor import validate_prompts
 from iclkit.theory.validation import (
@@ -28,6 +29,7 @@ from iclkit.theory.validation import (
 )
 
 __all__ = [
+    "Sigma",
     "as_sigma",
     "check_em_inputs",
     "log_joint",
@@ -35,6 +37,9 @@ __all__ = [
     "solve_spd",
     "weighted_moments",
 ]
+
+#: A known noise level: one per prompt (B,), or one for all prompts.
+Sigma = Tensor | float
 
 # Size of the weighted copy of X built per chunk of prompts in the M-step (see weighted_moments).
 _CHUNK_BYTES = 2 << 20
@@ -44,14 +49,14 @@ _PI_SUM_ATOL = 1e-6
 
 # --------------------------------------------------------------------------- validation
 def check_em_inputs(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    betas: torch.Tensor,
-    sigma: torch.Tensor | float,
-    pi: torch.Tensor | None,
+    X: Tensor,
+    y: Tensor,
+    betas: Tensor,
+    sigma: Sigma,
+    pi: Tensor | None,
     *,
     betas_name: str = "betas",
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Validate the common inputs; return (sigma (B,), pi (B, K))."""
     B, _, d = validate_prompts(X, y)
     check_shape(betas, betas_name, (B, None, d))
@@ -77,8 +82,8 @@ def check_em_inputs(
     return sig, pi_t
 
 
-def as_sigma(sigma: torch.Tensor | float, B: int, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(sigma, torch.Tensor):
+def as_sigma(sigma: Sigma, B: int, dtype: torch.dtype) -> Tensor:
+    if isinstance(sigma, Tensor):
         if sigma.dim() == 0:
             sigma = sigma.expand(B)
         check_shape(sigma, "sigma", (B,))
@@ -90,9 +95,7 @@ def as_sigma(sigma: torch.Tensor | float, B: int, dtype: torch.dtype) -> torch.T
 
 
 # --------------------------------------------------------------------------- E-step
-def log_joint(
-    X: torch.Tensor, y: torch.Tensor, betas: torch.Tensor, pi: torch.Tensor, sigma: torch.Tensor
-) -> torch.Tensor:
+def log_joint(X: Tensor, y: Tensor, betas: Tensor, pi: Tensor, sigma: Tensor) -> Tensor:
     """log(pi_k phi(y_i; x_i^T beta_k, sigma^2)), shape (B, n, K).
 
     Computed in place on one (B, n, K) buffer: this is the hot loop of EM on long prompts.
@@ -104,7 +107,7 @@ def log_joint(
     return out.add_(const[:, None, :])
 
 
-def posterior(log_joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def posterior(log_joint: Tensor) -> tuple[Tensor, Tensor]:
     """Responsibilities and the log-likelihood from one log-joint (B, n, K), consumed in place.
 
     Returns ``gamma (B, n, K)`` (softmax over k) and ``log_likelihood (B,)`` (log-sum-exp over k,
@@ -119,9 +122,7 @@ def posterior(log_joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return expd.div_(total), ll
 
 
-def weighted_moments(
-    X: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_moments(X: Tensor, y: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
     """Weighted second moments of the M-step.
 
     Parameters
@@ -157,7 +158,7 @@ def weighted_moments(
     return S, m.reshape(B, K, d).div_(n)
 
 
-def solve_spd(S: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def solve_spd(S: Tensor, m: Tensor) -> Tensor:
     """Solve ``S beta = m`` for a batch of symmetric PSD S (..., d, d).
 
     Where S is singular (a component with too little mass, or fewer examples than d) the

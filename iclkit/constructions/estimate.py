@@ -14,6 +14,7 @@ and returns component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -81,52 +82,42 @@ class Estimates:
     pi: torch.Tensor
 
 
-def _required(value: torch.Tensor | None, name: str, algorithm: str) -> torch.Tensor:
-    if value is None:
-        raise ParameterError(f"{name}: required by algorithm {algorithm!r}")
-    return value
+def _required(prompts: Mapping[str, torch.Tensor], key: str, algorithm: str) -> torch.Tensor:
+    if key not in prompts:
+        raise ParameterError(f"{key}: required by algorithm {algorithm!r}")
+    return prompts[key]
 
 
 def run_algorithm(
-    name: str,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    sigma: torch.Tensor,
-    *,
-    init: torch.Tensor | None = None,
-    pi: torch.Tensor | None = None,
-    betas: torch.Tensor | None = None,
-    config: AlgorithmConfig = DEFAULT_ALGORITHM,
+    name: str, prompts: Mapping[str, torch.Tensor], config: AlgorithmConfig = DEFAULT_ALGORITHM
 ) -> Estimates:
-    """Run algorithm ``name`` on the prompts.
+    """Run algorithm ``name`` (one of :data:`ALGORITHMS`) on ``prompts``.
 
-    Parameters
-    ----------
-    name : one of :data:`ALGORITHMS`.
-    X : (B, n, d), y : (B, n), sigma : (B,) known noise levels.
-    init : (B, K, d) initial estimates (em, gradient-em).
-    pi : (B, K) initial (estimated) or known mixing weights; None: uniform.
-    betas : (B, K, d) true components (oracle, bayes).
+    ``prompts`` holds ``X`` (B, n, d), ``y`` (B, n), ``sigma`` (B,) (the known noise levels),
+    and, where the algorithm needs them, ``init`` (B, K, d) (em, gradient-em), ``betas``
+    (B, K, d) (the true components: oracle, bayes) and optionally ``pi`` (B, K) (initial or known
+    mixing weights; default uniform): the arrays ``iclkit sample`` writes.
     """
     if name not in ALGORITHMS:
         raise ParameterError(f"algorithm must be one of {ALGORITHMS}, got {name!r}")
-    sigma = torch.atleast_1d(sigma)
-    c = config
+    X, y = _required(prompts, "X", name), _required(prompts, "y", name)
+    sigma = torch.atleast_1d(_required(prompts, "sigma", name))
+    pi, c = prompts.get("pi"), config
     if name == "em":
         estimate_pi = True if c.estimate_pi is None else c.estimate_pi
-        start = _required(init, "init", name)
-        res = em(X, y, start, sigma, pi, T=c.T_outer, estimate_pi=estimate_pi)
+        init = _required(prompts, "init", name)
+        res = em(X, y, init, sigma, pi, T=c.T_outer, estimate_pi=estimate_pi)
         return Estimates(res.betas, res.pi)
     if name == "gradient-em":
         res = gradient_em(
-            X, y, _required(init, "init", name), sigma, None if c.symmetric else pi,
+            X, y, _required(prompts, "init", name), sigma, None if c.symmetric else pi,
             T_outer=c.T_outer, T_inner=c.T_inner, alpha=c.alpha,
             estimate_pi=bool(c.estimate_pi), symmetric=c.symmetric,
         )  # fmt: skip
         return Estimates(res.betas, res.pi)
     B, _, d = validate_prompts(X, y)
     if name in ("oracle", "bayes"):
-        truth = _required(betas, "betas", name)
+        truth = _required(prompts, "betas", name)
         check_shape(truth, "betas", (B, None, d))
         K = truth.shape[1]
         weights = torch.full((B, K), 1.0 / K, dtype=torch.float64) if pi is None else pi

@@ -52,29 +52,17 @@ _TINY_NORM = 1e-300
 
 @dataclass(frozen=True)
 class ConstructionRun:
-    """Outputs of :func:`run_gradient_em_transformer` on B prompts.
+    """Outputs of :func:`run_gradient_em_transformer` on B prompts."""
 
-    Attributes
-    ----------
-    beta_tf : (B, K, d) the transformer's read_beta.
-    y_hat : (B,) the transformer's read_y.
-    beta_surrogate : (B, K, d) surrogate gradient EM run directly.
-    beta_gradient_em : (B, K, d) exact gradient EM (``algorithms.gradient_em``).
-    report : ConstructionReport of the first construction (all share L and heads).
-    weight_norm : float, the largest ``|||theta|||`` over the constructions built.
-    max_abs_diff_vs_surrogate, max_abs_diff_vs_gradient_em : float
-    constructions : int, number of distinct (sigma, pi) constructions built.
-    """
-
-    beta_tf: torch.Tensor
-    y_hat: torch.Tensor
-    beta_surrogate: torch.Tensor
-    beta_gradient_em: torch.Tensor
-    report: ConstructionReport
-    weight_norm: float
+    beta_tf: torch.Tensor  # (B, K, d) the transformer's read_beta
+    y_hat: torch.Tensor  # (B,) the transformer's read_y
+    beta_surrogate: torch.Tensor  # (B, K, d) surrogate gradient EM, run directly
+    beta_gradient_em: torch.Tensor  # (B, K, d) exact gradient EM (algorithms.gradient_em)
+    report: ConstructionReport  # of the first construction (all share L and the heads)
+    weight_norm: float  # the largest |||theta||| over the constructions built
     max_abs_diff_vs_surrogate: float
     max_abs_diff_vs_gradient_em: float
-    constructions: int
+    constructions: int  # number of distinct (sigma, pi) constructions built
 
 
 @dataclass(frozen=True)
