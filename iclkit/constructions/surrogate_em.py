@@ -3,7 +3,7 @@
 This is the algorithm the Theorem 3.1 transformer (``gradient_em_transformer``) runs *exactly*;
 it is computed here directly, as sums over the examples, independently of the attention code.
 
-Symmetric two components [RECON, standard form of ``mor.md`` §2.3]: surrogate labels
+Symmetric two components [RECON, the standard tanh form of symmetric gradient EM]: surrogate labels
 ``y~_j = f(y_j <x_j, beta> / sigma^2) y_j`` with ``f`` the ReLU sum of tanh, then ``T_inner``
 least-squares gradient steps (:func:`symmetric_surrogate_iterates`; with ``f = tanh`` this is
 ``algorithms.gradient_em(symmetric=True)``).
