@@ -19,13 +19,9 @@ from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import check_int, check_real
 
-from .predictors import initial_estimate
+from .predictors import LOCAL_INIT_RHO, initial_estimate
 
-__all__ = ["INIT_RHO", "SMALL_MOR", "Prompts", "PromptsConfig", "sample_prompts"]
-
-#: Relative distance ``rho`` of the local initialisation from the truth: well inside the
-#: basin where the theory's local convergence of (gradient) EM applies.
-INIT_RHO = 0.1
+__all__ = ["SMALL_MOR", "Prompts", "PromptsConfig", "sample_prompts"]
 
 #: The default prompt distribution: d = 5, K = 2, n = 200, snr = 10, a small problem that
 #: samples in well under a second.
@@ -45,13 +41,14 @@ class PromptsConfig:
     seed : int
         Seed of the prompts; the initialisation uses the derived stream ``(seed, "init")``.
     rho : float
-        Relative size of the initial perturbation (>= 0).
+        Relative size of the initial perturbation (>= 0; default the library's local-init
+        :data:`~iclkit.constructions.predictors.LOCAL_INIT_RHO`).
     """
 
     mor: MoRConfig = SMALL_MOR
     batch: int = 64
     seed: int = 0
-    rho: float = INIT_RHO
+    rho: float = LOCAL_INIT_RHO
 
     def __post_init__(self) -> None:
         check_int(self.batch, "batch", minimum=1)
