@@ -5,7 +5,8 @@ Arrows (README, docs/architecture.md)::
 
     cli -> checks -> (experiments, constructions, dynamics) -> theory
 
-``iclkit.io`` (file output) is a leaf every layer above ``theory`` may use. Each rule below is
+``iclkit.io`` (file output) and ``iclkit.version`` are leaves every layer above ``theory`` may
+use. Each rule below is
 checked on the static imports of every module, parsed with :mod:`ast`.
 """
 
@@ -24,12 +25,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "iclkit"
 ALLOWED: dict[str, set[str]] = {
     "theory": set(),
     "io": set(),
-    "constructions": {"theory", "io"},
-    "dynamics": {"theory", "io"},
-    "experiments": {"theory", "io", "constructions", "dynamics"},
-    "checks": {"theory", "io", "constructions", "dynamics", "experiments"},
-    "cli": {"theory", "io", "constructions", "dynamics", "experiments", "checks", "__init__"},
-    "__init__": {"theory", "io", "constructions", "dynamics", "experiments", "checks"},
+    "version": set(),
+    "constructions": {"theory", "io", "version"},
+    "dynamics": {"theory", "io", "version"},
+    "experiments": {"theory", "io", "version", "constructions", "dynamics"},
+    "checks": {"theory", "io", "version", "constructions", "dynamics", "experiments"},
+    "cli": {"theory", "io", "version", "constructions", "dynamics", "experiments", "checks"},
+    "__init__": {"theory", "io", "version", "constructions", "dynamics", "experiments", "checks"},
 }
 
 MAX_MODULE_LINES = 500

@@ -77,12 +77,12 @@ def test_scale_violation_warns(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["--d", "2", "--n", "0"], "error: n"),
-        (["--d", "0", "--n", "3"], "error: d"),
-        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,-1"], "lambda_spectrum"),
-        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,2,3"], "lambda_spectrum"),
-        (["--d", "2", "--n", "3", "--sigma", "-1"], "sigma"),
-        (["--d", "2", "--n", "3", "--init-scale", "-1"], "init_scale"),
+        (["--d", "2", "--n", "0"], "error: --n"),
+        (["--d", "0", "--n", "3"], "error: --d"),
+        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,-1"], "--lambda-spectrum"),
+        (["--d", "2", "--n", "3", "--lambda-spectrum", "1,2,3"], "--lambda-spectrum"),
+        (["--d", "2", "--n", "3", "--sigma", "-1"], "--sigma"),
+        (["--d", "2", "--n", "3", "--init-scale", "-1"], "--init-scale"),
         (["--d", "2", "--n", "3", "--init", "random", "--flow", "eigen"], "flow"),
         (["--data", "mor", "--d", "2", "--n", "3", "--K", "3", "--pi", "0.5,0.5"], "pi"),
         (["--data", "mor", "--d", "2", "--n", "3", "--sigma", "0"], "sigma"),

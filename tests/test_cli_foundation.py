@@ -127,15 +127,15 @@ def _write(path: Path, **arrays: np.ndarray) -> Path:
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["sample", "--n", "0", "--out", "x.npz"], "n"),
-        (["sample", "--d", "0", "--out", "x.npz"], "d"),
-        (["sample", "--K", "0", "--out", "x.npz"], "K"),
-        (["sample", "--snr", "-1", "--out", "x.npz"], "snr"),
-        (["sample", "--snr", "nan", "--out", "x.npz"], "snr"),
-        (["sample", "--sigma", "-0.1", "--out", "x.npz"], "sigma"),
-        (["sample", "--K", "3", "--pi", "0.5,0.2,0.2", "--out", "x.npz"], "pi"),
-        (["sample", "--batch", "0", "--out", "x.npz"], "batch"),
-        (["demo", "--K", "0"], "K"),
+        (["sample", "--n", "0", "--out", "x.npz"], "--n"),
+        (["sample", "--d", "0", "--out", "x.npz"], "--d"),
+        (["sample", "--K", "0", "--out", "x.npz"], "--K"),
+        (["sample", "--snr", "-1", "--out", "x.npz"], "--snr"),
+        (["sample", "--snr", "nan", "--out", "x.npz"], "--snr"),
+        (["sample", "--sigma", "-0.1", "--out", "x.npz"], "--sigma"),
+        (["sample", "--K", "3", "--pi", "0.5,0.2,0.2", "--out", "x.npz"], "--pi"),
+        (["sample", "--batch", "0", "--out", "x.npz"], "--batch"),
+        (["demo", "--K", "0"], "--K"),
     ],
 )
 def test_cli_bad_parameters(

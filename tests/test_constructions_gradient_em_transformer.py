@@ -308,12 +308,12 @@ def test_cli_with_and_without_in(tmp_path, capsys) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize(
     ("argv", "name"),
     [
-        (["--T-outer", "-1"], "T_outer"),
-        (["--T-inner", "0"], "T_inner"),
-        (["--alpha", "0"], "alpha"),
-        (["--relu-terms", "1"], "relu_terms"),
+        (["--T-outer", "-1"], "--T-outer"),
+        (["--T-inner", "0"], "--T-inner"),
+        (["--alpha", "0"], "--alpha"),
+        (["--relu-terms", "1"], "--relu-terms"),
         (["--in", "/nonexistent.npz"], "--in"),
-        (["--batch", "0"], "batch"),
+        (["--batch", "0"], "--batch"),
     ],
 )
 def test_cli_bad_input(argv: list[str], name: str, capsys) -> None:  # type: ignore[no-untyped-def]

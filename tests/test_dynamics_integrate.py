@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa.integrate import Status, simulate
 from iclkit.dynamics.lsa.flow import EigenLSAFlow, FullLSAFlow, ReducedLSAFlow
 from iclkit.dynamics.lsa.init import LSAInit, random_init, structured_init
+from iclkit.dynamics.lsa.integrate import Status, simulate
 from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.validation import ParameterError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclkit.dynamics.lsa.integrate import simulate
 from iclkit.dynamics.lsa.flow import ReducedLSAFlow
 from iclkit.dynamics.lsa.init import structured_init
+from iclkit.dynamics.lsa.integrate import simulate
 from iclkit.dynamics.lsa.moments import LSAMoments
 from iclkit.dynamics.lsa.training import train_lsa
 from iclkit.theory.linear import LinearConfig

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from iclkit import __version__
 from iclkit.theory.validation import ParameterError, check_int
+from iclkit.version import __version__
 
 from .registry import CheckResult, Mode, run_check, select_checks
 from .report import summary, write_report

@@ -14,8 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from iclkit import __version__
 from iclkit.theory.validation import ParameterError
+from iclkit.version import __version__
 
 from . import (
     check,
@@ -65,6 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)parser of the subcommand that ``args`` came from."""
+    for name in (args.command, getattr(args, "dynamics_command", None)):
+        choices = next(
+            (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if name is None or not isinstance(choices, dict) or name not in choices:
+            break
+        parser = choices[name]
+    return parser
+
+
+def _as_flag(message: str, parser: argparse.ArgumentParser) -> str:
+    """Name the command-line flag in an error from the library.
+
+    A :class:`ParameterError`'s message starts with the parameter's name, which for a config
+    field is the field (``results: folder not found``); on the command line the user typed the
+    flag whose ``dest`` is that field (``--results``), so the message names the flag instead.
+    """
+    head, sep, rest = message.partition(":")
+    name = head.split(" ", 1)[0]
+    flags = {
+        a.dest: max(a.option_strings, key=len)
+        for a in parser._actions
+        if a.option_strings and a.dest != "help" and a.help != argparse.SUPPRESS
+    }
+    if name in flags:
+        return flags[name] + message[len(name) :]
+    return head + sep + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iclkit`` console script; returns the exit code."""
     parser = build_parser()
@@ -72,10 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ParameterError as exc:
-        print(f"iclkit {args.command}: error: {exc}", file=sys.stderr)
+        chosen = _chosen_parser(parser, args)
+        print(f"{chosen.prog}: error: {_as_flag(str(exc), chosen)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"iclkit {args.command}: interrupted", file=sys.stderr)
+        print(f"{_chosen_parser(parser, args).prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -25,6 +25,7 @@ from .gradient_em_transformer import (
     layer_count,
     run_gradient_em_transformer,
 )
+from .predictors import initial_estimate
 from .prompts import PromptsConfig, sample_prompts
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "build_gradient_em_transformer",
     "em",
     "gradient_em",
+    "initial_estimate",
     "layer_count",
     "ols",
     "ridge",

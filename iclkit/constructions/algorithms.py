@@ -54,10 +54,6 @@ from .em_core import (
     weighted_moments,
 )
 
-# The predictors' Bayes posterior reads the E-step's log-joint under this name (until it imports
-# em_core.log_joint).
-_log_joint = log_joint
-
 __all__ = [
     "EMResult",
     "em",

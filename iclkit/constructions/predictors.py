@@ -31,7 +31,8 @@ from iclkit.theory.mor import MoRBatch
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
 
-from .algorithms import EMResult, _log_joint, em, gradient_em, ols, ridge
+from .algorithms import EMResult, em, gradient_em, ols, ridge
+from .em_core import log_joint
 
 __all__ = [
     "LOCAL_INIT_RHO",
@@ -248,7 +249,7 @@ class BayesPredictor:
             X, y = batch.X[:, :m].double(), batch.y[:, :m].double()
             half = torch.full((batch.B, 2), 0.5, dtype=torch.float64)
             # log phi_ik + log(1/2); remove the 1/2 to get log phi_ik
-            lj = _log_joint(X, y, batch.betas.double(), half, batch.sigma.double()) - np.log(0.5)
+            lj = log_joint(X, y, batch.betas.double(), half, batch.sigma.double()) - np.log(0.5)
             # log-likelihood of the prefix at each node: sum_i log(p phi_i1 + (1-p) phi_i2)
             mix = torch.logaddexp(
                 lj[:, :, None, 0] + torch.log(p)[None, None, :],

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-import iclkit
 from iclkit.io import write_atomically
 from iclkit.theory.validation import ParameterError
+from iclkit.version import __version__
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -88,14 +88,14 @@ def provenance() -> dict[str, str]:
     """Package versions (JSON) and the git commit of the iclkit source tree."""
     versions = {
         "python": platform.python_version(),
-        "iclkit": iclkit.__version__,
+        "iclkit": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "pandas": pd.__version__,
         "pyarrow": pa.__version__,
         "dask": dask.__version__,
     }
-    root = os.path.dirname(os.path.dirname(os.path.abspath(iclkit.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo
     try:
         commit = subprocess.run(
             ["git", "-C", root, "rev-parse", "HEAD"],
