@@ -25,3 +25,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     # .ci/run runs the same command, with pip's output kept quiet
     assert test_cmd.replace("pip install ", "pip install -q ") in ci
+
+
+def test_python_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    """The README's Python example is real code: it runs and prints one error per prompt."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block, "README has no Python example"
+    exec(compile(block.group(1), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "tensor(" in printed
