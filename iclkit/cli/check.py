@@ -1,5 +1,11 @@
-"""``iclkit check``: run the theorem checks and write the report
-(:func:`iclkit.checks.run_checks`)."""
+"""``iclkit check``: verify every theorem claim numerically and write a report (the main job).
+
+Run the registered theorem checks (reference EM rates, the Theorem 3.1 construction, the LSA
+gradient flow, the softmax dynamics, generalization), print a table (check, theorem, measured,
+expected, tolerance, status), and write DIR/report.json, DIR/report.md and the plots DIR/*.png,
+DIR/*.pdf. A check that cannot run is SKIPPED with the reason, never passed. Exit code 1 if any
+check fails, 0 otherwise, 2 for bad arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +14,13 @@ import argparse
 from iclkit.checks import CheckConfig, CheckRun, run_checks, select_checks
 from iclkit.checks.report import format_table
 
-from .options import SubParsers, add_out_option, add_progress_option, add_subcommand
+from . import options
 
 _DEFAULTS = CheckConfig()
 
-_DESCRIPTION = (
-    "Run the registered theorem checks (reference EM rates, the Theorem 3.1 construction, the "
-    "LSA gradient flow, the softmax dynamics, generalization), print a table (check, theorem, "
-    "measured, expected, tolerance, status), and write DIR/report.json, DIR/report.md and the "
-    "plots DIR/*.png, DIR/*.pdf. A check that cannot run is SKIPPED with the reason, never "
-    "passed. Exit code 1 if any check fails, 0 otherwise, 2 for bad arguments."
-)
 
-
-def add(sub: SubParsers) -> None:
-    p = add_subcommand(
-        sub,
-        "check",
-        run,
-        summary="verify every theorem claim numerically and write a report (the main job)",
-        description=_DESCRIPTION,
-    )
+def add(sub: options.SubParsers) -> None:
+    p = options.add_subcommand(sub, "check", run, doc=__doc__)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--quick",
@@ -52,19 +44,15 @@ def add(sub: SubParsers) -> None:
         default=None,
         help="run only this check or group (e.g. em, em.rate_d); repeat or comma-separate",
     )
-    add_out_option(p, "folder for report.json, report.md and plots", default=str(_DEFAULTS.out_dir))
-    p.add_argument(
-        "--seed", type=int, default=_DEFAULTS.seed, help=f"run seed (default {_DEFAULTS.seed})"
+    options.add_out_option(
+        p, "folder for report.json, report.md and plots", default=str(_DEFAULTS.out_dir)
     )
+    options.add_field_option(p, _DEFAULTS, "seed", "run seed")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=_DEFAULTS.threads,
-        help=f"torch CPU threads (default {_DEFAULTS.threads}: the checks' small problems run "
-        "fastest single-threaded)",
+    options.add_field_option(
+        p, _DEFAULTS, "threads", "torch CPU threads (one is fastest for the checks' small problems)"
     )
-    add_progress_option(p)
+    options.add_progress_option(p)
 
 
 def _list(only: tuple[str, ...]) -> str:
@@ -87,14 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print(_list(only))
         return 0
-    config = CheckConfig(
-        mode=args.mode,
-        seed=args.seed,
-        only=only,
-        out_dir=args.out,
-        threads=args.threads,
-        progress=args.progress,
-    )
+    config = options.config_from_args(CheckConfig, args, only=only, out_dir=args.out)
     result = run_checks(config)
     print(format_table(result.results))
     print(_summary(result))

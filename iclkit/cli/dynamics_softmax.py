@@ -1,14 +1,16 @@
-"""``iclkit dynamics softmax``: GD of one-layer softmax attention on feature tokens.
+"""``iclkit dynamics softmax``: GD dynamics of one-layer softmax attention on feature tokens
+(arXiv 2310.05249).
 
-Arguments -> :class:`~iclkit.dynamics.softmax.SoftmaxConfig` (whose field defaults are the
-defaults here) -> :func:`~iclkit.dynamics.softmax.simulate_softmax` ->
-:func:`~iclkit.dynamics.softmax.detect_phases` -> JSON or a short summary.
+Simulate gradient descent on the population loss of one-layer softmax attention (Huang, Cheng,
+Liang) with K orthonormal features, detect the phases per query type (this project's operational
+definitions; docs/softmax_dynamics.md) and print them. Times are in units of eta * t. The options
+are fields of SoftmaxConfig and FeatureConfig, whose defaults are the defaults here.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+from typing import Any
 
 from iclkit.dynamics.softmax import (
     SoftmaxConfig,
@@ -21,31 +23,21 @@ from iclkit.dynamics.softmax.plots import plot_softmax_dynamics
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import check_int, check_positive
 
-from .options import SubParsers, float_list, print_json
-
-_DEFAULT = {f.name: f.default for f in dataclasses.fields(SoftmaxConfig)}
+from . import options
 
 #: Default target loss: the loss level of time_to_loss_eps and the stop rule.
 _DEFAULT_EPS = 1e-3
 
 
-def add(dyn: SubParsers) -> None:
-    p = dyn.add_parser(
-        "softmax",
-        help="GD dynamics of one-layer softmax attention on feature tokens (arXiv 2310.05249)",
-        description=(
-            "Simulate gradient descent on the population loss of one-layer softmax attention "
-            "(Huang, Cheng, Liang) with K orthonormal features, detect the phases per query type "
-            "(this project's operational definitions; docs/softmax_dynamics.md) and print them. "
-            "Times are in units of eta * t."
-        ),
-    )
-    a = p.add_argument
-    a("--K", type=int, required=True, help="number of orthonormal features (>= 2)")
-    n = p.add_mutually_exclusive_group(required=True)
-    n.add_argument("--n", type=int, help="in-context examples per prompt (tokens before the query)")
-    n.add_argument("--N", type=int, dest="n", help=argparse.SUPPRESS)  # deprecated spelling
-    a("--d", type=int, default=None, help="token dimension (>= K; default K)")
+def add(dyn: options.SubParsers) -> None:
+    p = options.add_subcommand(dyn, "softmax", run, doc=__doc__)
+
+    def option(field: str, help: str, **kwargs: Any) -> None:
+        options.add_field_option(p, SoftmaxConfig, field, help, **kwargs)
+
+    p.add_argument("--K", type=int, required=True, help="number of orthonormal features (>= 2)")
+    options.add_n_option(p, "in-context examples per prompt (tokens before the query)")
+    p.add_argument("--d", type=int, default=None, help="token dimension (>= K; default K)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--balanced", action="store_true", help="p_k = 1/K for every feature (the default)"
@@ -59,79 +51,48 @@ def add(dyn: SubParsers) -> None:
     )
     mode.add_argument(
         "--p",
-        type=float_list,
+        type=options.float_list,
         default=None,
         metavar="P1,..,PK",
         help="any probability vector (K positive entries summing to 1)",
     )
-    a("--eta", type=float, default=_DEFAULT["eta"], help="GD step size (default %(default)s)")
-    a(
-        "--method",
-        choices=METHODS,
-        default=_DEFAULT["method"],
-        help="exact population GD with exact count sums (default), the N -> infinity "
-        "mean field, or the full d x d model on Monte Carlo prompts (autograd)",
+    option("eta", "GD step size")
+    method_help = (
+        "exact population GD with exact count sums, the N -> infinity mean field, or the full "
+        "d x d model on Monte Carlo prompts (autograd)"
     )
-    a(
+    option("method", method_help, choices=METHODS)
+    p.add_argument(
         "--eps",
         type=float,
         default=_DEFAULT_EPS,
         help="loss level for time_to_loss_eps; the run stops once every query type "
         "is below it (default %(default)g)",
     )
-    a(
-        "--max-time",
-        type=float,
-        default=None,
-        help="horizon in eta * t (default 4/p_min^2 + 2/(p_min eps), see default_horizon)",
-    )
-    a(
+    horizon_help = "horizon in eta * t (default 4/p_min^2 + 2/(p_min eps), see default_horizon)"
+    option("max_time", horizon_help, type=float)
+    p.add_argument(
         "--include-query-in-softmax",
         action="store_true",
         help="normalise the attention over the query token too (the literal column "
         "softmax; raises the finite-N error floor)",
     )
-    a(
-        "--init",
-        choices=("zero", "random"),
-        default=_DEFAULT["init"],
-        help="Q(0) = 0 (default) or small Gaussian entries (scale --init-scale)",
-    )
-    a(
-        "--init-scale",
-        type=float,
-        default=_DEFAULT["init_scale"],
-        help="scale of the random initialisation (default %(default)s)",
-    )
-    a(
-        "--batch",
-        type=int,
-        default=_DEFAULT["batch_size"],
-        help="prompts per step for --method monte-carlo (default %(default)s)",
-    )
-    a("--seed", type=int, default=_DEFAULT["seed"], help="seed of basis, init and prompts")
-    a(
-        "--plot",
-        default=None,
-        metavar="DIR",
-        help="write softmax_loss.{pdf,png} and softmax_attention.{pdf,png} into DIR",
-    )
-    a(
+    init_help = "Q(0) = 0 or small Gaussian entries (scale --init-scale)"
+    option("init", init_help, choices=("zero", "random"))
+    option("init_scale", "scale of the random initialisation")
+    option("batch_size", "prompts per step for --method monte-carlo", flag="--batch")
+    option("seed", "seed of basis, init and prompts")
+    options.add_plot_option(p, "softmax_loss.{pdf,png} and softmax_attention.{pdf,png}")
+    p.add_argument(
         "--scaling-K",
-        type=float_list,
+        type=options.float_list,
         default=None,
         metavar="K1,K2,..",
         help="with --plot: also sweep these K (mean field) and write "
         "softmax_phase_scaling.{pdf,png} with fitted log-log slopes",
     )
-    a("--json", action="store_true", help="print one JSON object (else a summary)")
-    a(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="show a progress bar",
-    )
-    p.set_defaults(func=run)
+    options.add_json_option(p)
+    options.add_progress_option(p, default=False)
 
 
 def _features(args: argparse.Namespace) -> FeatureConfig:
@@ -146,18 +107,7 @@ def _features(args: argparse.Namespace) -> FeatureConfig:
 
 def run(args: argparse.Namespace) -> int:
     eps = check_positive(args.eps, "eps")
-    config = SoftmaxConfig(
-        features=_features(args),
-        eta=args.eta,
-        method=args.method,
-        max_time=args.max_time,
-        stop_loss=eps,
-        include_query_in_softmax=args.include_query_in_softmax,
-        init=args.init,
-        init_scale=args.init_scale,
-        batch_size=args.batch,
-        seed=args.seed,
-    )
+    config = options.config_from_args(SoftmaxConfig, args, features=_features(args), stop_loss=eps)
     result = simulate_softmax(config, progress=args.progress)
     report = detect_phases(result, eps=eps)
     out = result.to_json() | report.to_json()
@@ -178,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         paths = plot_softmax_dynamics(result, report, args.plot, scaling)
         out["plots"] = [str(path) for path in paths]
     if args.json:
-        print_json(out)
+        options.print_json(out)
         return 0
     print(f"status: {result.status.value} ({result.message}); final eta t = {out['final_time']:g}")
     for ph in report.phases:

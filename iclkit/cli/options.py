@@ -39,24 +39,17 @@ Run = Callable[[argparse.Namespace], int]
 C = TypeVar("C")
 
 
-def add_subcommand(
-    sub: SubParsers,
-    name: str,
-    run: Run,
-    *,
-    summary: str | None = None,
-    description: str | None = None,
-    doc: str | None = None,
-) -> argparse.ArgumentParser:
-    """Add subcommand ``name`` (``summary`` in the command list, ``description`` in its help).
+def add_subcommand(sub: SubParsers, name: str, run: Run, *, doc: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name``, bound to ``run``, described by its module's docstring ``doc``.
 
-    ``doc``, a subcommand module's docstring ``"``iclkit NAME``: SUMMARY.\n\nDESCRIPTION"``,
-    gives both.
+    ``doc`` reads ``"``iclkit NAME``: SUMMARY.\n\nDESCRIPTION"``: SUMMARY is the line in the
+    command list, DESCRIPTION the text of ``iclkit NAME --help``.
     """
-    if doc is not None:
-        head, _, body = doc.partition("\n\n")
-        summary, description = head.split(": ", 1)[-1].rstrip("."), " ".join(body.split())
-    p: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    head, _, body = doc.partition("\n\n")
+    summary = " ".join(head.split(": ", 1)[-1].split()).rstrip(".")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=" ".join(body.split())
+    )
     p.set_defaults(func=run)
     return p
 
@@ -89,14 +82,26 @@ def add_json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def add_progress_option(p: argparse.ArgumentParser) -> None:
-    """``--progress/--no-progress``: show or hide a progress bar (shown by default)."""
+def add_progress_option(p: argparse.ArgumentParser, *, default: bool = True) -> None:
+    """``--progress/--no-progress``: show or hide a progress bar (shown by ``default``)."""
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show a progress bar (default: shown)",
+        default=default,
+        help=f"show a progress bar (default: {'shown' if default else 'hidden'})",
     )
+
+
+def add_plot_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--plot DIR``: write the figures ``what`` into folder DIR (no figures without it)."""
+    p.add_argument("--plot", default=None, metavar="DIR", help=f"write {what} into DIR")
+
+
+def add_n_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--n`` (required): in-context examples per prompt; ``--N`` is a hidden older spelling."""
+    n = p.add_mutually_exclusive_group(required=True)
+    n.add_argument("--n", type=int, help=help)
+    n.add_argument("--N", type=int, dest="n", help=argparse.SUPPRESS)
 
 
 def add_field_option(
@@ -106,11 +111,23 @@ def add_field_option(
     help: str,
     *,
     flag: str | None = None,
+    **kwargs: Any,
 ) -> None:
-    """``--field`` (``_`` as ``-``, or ``flag``) with the type and default of ``config.field``."""
+    """``--field`` (``_`` as ``-``, or ``flag``) with the default of ``config.field``.
+
+    ``config`` is a config instance or a dataclass (whose class attributes are the field
+    defaults). The option's type is the default's unless ``kwargs`` (``type``, ``choices``,
+    ``metavar``) says otherwise; its value lands in ``args.field`` for :func:`config_from_args`.
+    A default of None is not printed: ``help`` then says what None means.
+    """
     default = getattr(config, field)
-    flag = flag or "--" + field.replace("_", "-")
-    p.add_argument(flag, type=type(default), default=default, help=f"{help} (default {default})")
+    kwargs.setdefault("type", type(default))
+    suffix = f" (default {default})" if default is not None else ""
+    if flag is None:
+        flag = "--" + field.replace("_", "-")
+    elif "choices" not in kwargs:
+        kwargs.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+    p.add_argument(flag, dest=field, default=default, help=f"{help}{suffix}", **kwargs)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: object) -> C:
