@@ -4,11 +4,14 @@ noise, and a tiny end-to-end comparison returns consistent shapes and a drawable
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 
+from iclkit.constructions.gradient_em_transformer import ConstructionConfig
 from iclkit.experiments.constructed_vs_trained import (
+    COMPARISON_TRAINING,
     ComparisonConfig,
     compare_trained_and_constructed,
     draw_comparison,
@@ -32,7 +35,14 @@ def test_tiny_comparison(tmp_path: object) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine (see test_..._training)
     cfg = ComparisonConfig(
-        d=2, n=6, T_outer=1, relu_terms=4, prompts=16, D=8, layers=1, heads=2, steps=3
+        d=2,
+        n=6,
+        construction=ConstructionConfig(T_outer=1, relu_terms=4),
+        prompts=16,
+        D=8,
+        layers=1,
+        heads=2,
+        training=replace(COMPARISON_TRAINING, steps=3),
     )
     try:
         res = compare_trained_and_constructed(cfg)
@@ -47,4 +57,4 @@ def test_tiny_comparison(tmp_path: object) -> None:
     pdf, png = draw_comparison(res, os.path.join(str(tmp_path), "tvc"))
     assert open(png, "rb").read(4) == b"\x89PNG" and open(pdf, "rb").read(4) == b"%PDF"
     with pytest.raises(ParameterError, match="T_outer"):
-        ComparisonConfig(T_outer=0)
+        ComparisonConfig(construction=ConstructionConfig(T_outer=0))

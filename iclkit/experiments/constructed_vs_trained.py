@@ -21,13 +21,16 @@ the trained model *not* to implement EM (``mor.md`` §7.1); this module measures
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import matplotlib
 import torch
 
-from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
+from iclkit.constructions.gradient_em_transformer import (
+    ConstructionConfig,
+    build_gradient_em_transformer,
+)
 from iclkit.constructions.predictors import LOCAL_INIT_RHO, initial_estimate
 from iclkit.io import COLORS, new_figure, save_figure
 from iclkit.theory.metrics import RiskEstimate, excess_risk_vs_oracle
@@ -35,6 +38,7 @@ from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import (
     ParameterError,
+    check_int,
     check_int_fields,
     check_positive,
     check_real,
@@ -44,7 +48,9 @@ from .models import ModelConfig
 from .training import TrainConfig, train
 
 __all__ = [
+    "COMPARISON_CONSTRUCTION",
     "COMPARISON_SCALES",
+    "COMPARISON_TRAINING",
     "ComparisonConfig",
     "ComparisonResult",
     "compare_trained_and_constructed",
@@ -73,6 +79,21 @@ DIAGONAL_GREY = "0.6"
 _MARKER_MAX_LAYERS = 20
 
 
+#: The comparison's construction: the default gradient-EM schedule (``T_outer = 4`` iterations of
+#: one step of size 1) with 16 ReLU terms per nonlinearity instead of the default 32, small
+#: enough for the comparison's runtime (the depth grows with the terms: 161 layers at the quick
+#: scale) while the construction stays close to gradient EM.
+COMPARISON_CONSTRUCTION = ConstructionConfig(relu_terms=16)
+
+#: The trained encoder's optimisation at the quick scale (AdamW, 64 prompts per step).
+COMPARISON_TRAINING = TrainConfig(steps=1500, lr=2e-3)
+
+#: Fewest gradient-EM iterations compared: with none the construction is only its read-out.
+_MIN_T_OUTER = 1
+#: Fewest held-out prompts: each half (probe fit / probe score) needs at least 4.
+_MIN_PROMPTS = 8
+
+
 @dataclass(frozen=True)
 class ComparisonConfig:
     """Settings of the comparison (K = 2 throughout).
@@ -80,51 +101,55 @@ class ComparisonConfig:
     Parameters
     ----------
     d, n, sigma : prompt distribution (fixed sigma: one construction for all prompts).
-    T_outer, T_inner, alpha, relu_terms : the construction's gradient-EM iterations, gradient
-        steps per iteration and their size, and ReLU terms per nonlinearity (its depth grows
-        with the iterations and the terms).
+    construction : the general-K (non-tied) construction's gradient-EM schedule and ReLU terms per
+        nonlinearity (its depth grows with the iterations and the terms); T_outer >= 1.
     rho : relative perturbation of the construction's initial estimate.
     prompts : held-out prompts (half fit the probes, half score them).
-    D, layers, heads, steps, batch_size, lr : the trained ReLU-attention encoder.
+    D, layers, heads : the trained ReLU-attention encoder.
+    training : its optimisation (``training.seed`` is replaced by ``seed``).
     seed : seeds training, prompts and init.
     """
 
     d: int = 5
     n: int = 40
     sigma: float = 0.5
-    T_outer: int = 4
-    T_inner: int = 1
-    alpha: float = 1.0
-    relu_terms: int = 16
+    construction: ConstructionConfig = COMPARISON_CONSTRUCTION
     rho: float = LOCAL_INIT_RHO
     prompts: int = 256
     D: int = 32
     layers: int = 3
     heads: int = 4
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 2e-3
+    training: TrainConfig = COMPARISON_TRAINING
     seed: int = 0
 
     def __post_init__(self) -> None:
-        # relu_terms >= 4: the smallest flat-extended interpolation with two intervals;
-        # prompts >= 8: each half (probe fit / probe score) needs at least 4 prompts.
-        check_int_fields(
-            self,
-            {"d": 1, "n": 2, "T_outer": 1, "T_inner": 1, "relu_terms": 4, "prompts": 8, "steps": 1},
-        )
+        check_int_fields(self, {"d": 1, "n": 2, "prompts": _MIN_PROMPTS})
+        check_int(self.construction.T_outer, "T_outer", minimum=_MIN_T_OUTER)
+        if self.construction.symmetric:
+            raise ParameterError("construction.symmetric must be False (the non-tied K = 2 form)")
         check_positive(self.sigma, "sigma")
-        check_positive(self.alpha, "alpha")
         check_real(self.rho, "rho", minimum=0.0)
 
 
 COMPARISON_SCALES: dict[str, ComparisonConfig] = {
     "smoke": ComparisonConfig(
-        d=3, n=12, T_outer=2, relu_terms=8, prompts=64, D=16, layers=2, heads=2, steps=150
+        d=3,
+        n=12,
+        construction=ConstructionConfig(T_outer=2, relu_terms=8),
+        prompts=64,
+        D=16,
+        layers=2,
+        heads=2,
+        training=replace(COMPARISON_TRAINING, steps=150),
     ),
     "quick": ComparisonConfig(),
     "paper": ComparisonConfig(
-        n=100, T_outer=8, relu_terms=32, prompts=2048, D=128, layers=8, steps=50000, lr=3e-4
+        n=100,
+        construction=ConstructionConfig(T_outer=8),
+        prompts=2048,
+        D=128,
+        layers=8,
+        training=replace(COMPARISON_TRAINING, steps=50000, lr=3e-4),
     ),
 }
 
@@ -188,7 +213,7 @@ def compare_trained_and_constructed(
     trained = train(
         ModelConfig(d=c.d, max_n=c.n, D=c.D, layers=c.layers, heads=c.heads, arch="relu_encoder"),
         data,
-        TrainConfig(steps=c.steps, batch_size=c.batch_size, lr=c.lr, seed=c.seed),
+        replace(c.training, seed=c.seed),
         checkpoint=checkpoint,
         progress=progress,
     )
@@ -199,17 +224,19 @@ def compare_trained_and_constructed(
         y_tr = model(batch.X, batch.y)[:, -1]
         states_tr = model.hidden_states(batch.X, batch.y)
     t1 = time.perf_counter()
+    con = c.construction
     tf = build_gradient_em_transformer(
         c.d,
         K,
         c.n,
         c.sigma,
-        c.T_outer,
-        T_inner=c.T_inner,
-        alpha=c.alpha,
-        relu_terms=c.relu_terms,
+        con.T_outer,
+        T_inner=con.T_inner,
+        alpha=con.alpha,
+        relu_terms=con.relu_terms,
         symmetric=False,
         pi=PI,
+        R_residual=con.R_residual,
     )
     init = initial_estimate(
         batch.betas, rho=c.rho, generator=make_generator(derive_seed(c.seed, "tvc-init"))
