@@ -88,11 +88,6 @@ COMPARISON_CONSTRUCTION = ConstructionConfig(relu_terms=16)
 #: The trained encoder's optimisation at the quick scale (AdamW, 64 prompts per step).
 COMPARISON_TRAINING = TrainConfig(steps=1500, lr=2e-3)
 
-#: Fewest gradient-EM iterations compared: with none the construction is only its read-out.
-_MIN_T_OUTER = 1
-#: Fewest held-out prompts: each half (probe fit / probe score) needs at least 4.
-_MIN_PROMPTS = 8
-
 
 @dataclass(frozen=True)
 class ComparisonConfig:
@@ -101,30 +96,32 @@ class ComparisonConfig:
     Parameters
     ----------
     d, n, sigma : prompt distribution (fixed sigma: one construction for all prompts).
+    prompts : held-out prompts (half fit the probes, half score them).
+    seed : seeds training, prompts and init.
     construction : the general-K (non-tied) construction's gradient-EM schedule and ReLU terms per
         nonlinearity (its depth grows with the iterations and the terms); T_outer >= 1.
     rho : relative perturbation of the construction's initial estimate.
-    prompts : held-out prompts (half fit the probes, half score them).
     D, layers, heads : the trained ReLU-attention encoder.
     training : its optimisation (``training.seed`` is replaced by ``seed``).
-    seed : seeds training, prompts and init.
     """
 
     d: int = 5
     n: int = 40
     sigma: float = 0.5
+    prompts: int = 256
+    seed: int = 0
     construction: ConstructionConfig = COMPARISON_CONSTRUCTION
     rho: float = LOCAL_INIT_RHO
-    prompts: int = 256
     D: int = 32
     layers: int = 3
     heads: int = 4
     training: TrainConfig = COMPARISON_TRAINING
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int_fields(self, {"d": 1, "n": 2, "prompts": _MIN_PROMPTS})
-        check_int(self.construction.T_outer, "T_outer", minimum=_MIN_T_OUTER)
+        # prompts >= 8: each half (probe fit / probe score) needs at least 4 prompts.
+        check_int_fields(self, {"d": 1, "n": 2, "prompts": 8})
+        # T_outer >= 1: with no gradient-EM iteration the construction is only its read-out.
+        check_int(self.construction.T_outer, "T_outer", minimum=1)
         if self.construction.symmetric:
             raise ParameterError("construction.symmetric must be False (the non-tied K = 2 form)")
         check_positive(self.sigma, "sigma")
