@@ -9,7 +9,7 @@ attention, :mod:`iclkit.dynamics.softmax`) return a result carrying a :class:`St
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 __all__ = ["SolverStats", "Status"]
 
@@ -61,10 +61,7 @@ class SolverStats:
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "steps": self.steps,
-            "function_evaluations": self.function_evaluations,
-            "wall_time_s": self.wall_time_s,
-            "method": self.method,
-            **self.extra,
-        }
+        """The fields, with the ``extra`` counters merged in at the top level."""
+        stats = asdict(self)
+        extra = stats.pop("extra")
+        return {**stats, **extra}

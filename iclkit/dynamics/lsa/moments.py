@@ -48,6 +48,10 @@ def _cached(fn: Callable[[LSAMoments], _T]) -> property:
     return property(get)
 
 
+#: The fields in :meth:`LSAMoments.describe`, in its order (Lambda as its eigenvalues).
+_DESCRIBED_FIELDS = ("kind", "d", "N", "sigma", "pi", "symmetric", "prior", "c2", "c4")
+
+
 @dataclass(frozen=True, eq=False)
 class LSAMoments:
     """The prompt distribution of an LSA population loss, through its moments.
@@ -227,16 +231,8 @@ class LSAMoments:
         return self._cache["eig"]  # type: ignore[return-value]
 
     def describe(self) -> dict[str, object]:
-        """A JSON-friendly summary."""
-        return {
-            "kind": self.kind,
-            "d": self.d,
-            "N": self.N,
-            "sigma": self.sigma,
-            "pi": list(self.pi),
-            "symmetric": self.symmetric,
-            "prior": self.prior,
-            "c2": self.c2,
-            "c4": self.c4,
-            "Lambda_eigenvalues": np.linalg.eigvalsh(self.Lambda).tolist(),
-        }
+        """A JSON-friendly summary: the scalar fields and the eigenvalues of Lambda."""
+        summary = {name: getattr(self, name) for name in _DESCRIBED_FIELDS}
+        summary["pi"] = list(self.pi)
+        summary["Lambda_eigenvalues"] = np.linalg.eigvalsh(self.Lambda).tolist()
+        return summary
