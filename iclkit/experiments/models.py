@@ -29,7 +29,7 @@ deterministic given the seed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -90,9 +90,6 @@ class ModelConfig:
                 f"heads must divide D (D={self.D}, heads={self.heads}): head size is D / heads"
             )
         check_choice(self.arch, "arch", ARCHITECTURES)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class _CausalSelfAttention(nn.Module):

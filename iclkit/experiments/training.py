@@ -157,9 +157,6 @@ class TrainConfig:
             raise ParameterError("pool_size must be None when mode='fresh'")
         check_choice(self.device, "device", get_args(Device))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -306,8 +303,8 @@ def train(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     meta = {
-        "model": model_config.to_dict(),
-        "train": to_jsonable(config.to_dict()),
+        "model": asdict(model_config),
+        "train": to_jsonable(asdict(config)),
         "data": repr(data),
     }
     losses = torch.zeros(config.steps, dtype=torch.float32)

@@ -35,9 +35,6 @@ class Condition:
     rhs: float
     holds: bool
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class ConditionReport:
@@ -82,7 +79,7 @@ class ConditionReport:
             "mark": self.mark,
             "constant": self.constant,
             "holds": self.holds,
-            "conditions": [c.as_dict() for c in self.conditions],
+            "conditions": [asdict(c) for c in self.conditions],
         }
 
 
