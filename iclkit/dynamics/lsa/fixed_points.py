@@ -40,6 +40,12 @@ __all__ = [
     "zfb_pl_constant",
 ]
 
+#: Largest d solved exactly (sympy ``linsolve`` over the rationals, d^2 unknowns); beyond it
+#: exact arithmetic is too slow for general Lambda.
+MAX_EXACT_D = 4
+#: Largest d solved by ``sympy.nsolve`` (mpmath Newton on the (U, u) equations); beyond, numpy.
+MAX_NSOLVE_D = 6
+
 
 @dataclass(frozen=True, eq=False)
 class FixedPoint:
@@ -157,8 +163,8 @@ def find_fixed_points(
     *,
     delta: float = 0.0,
     sign: float = 1.0,
-    max_exact_d: int = 4,
-    max_nsolve_d: int = 6,
+    max_exact_d: int = MAX_EXACT_D,
+    max_nsolve_d: int = MAX_NSOLVE_D,
 ) -> FixedPointReport:
     """Solve grad L = 0 for the reduced (U, u) system and classify the fixed points.
 

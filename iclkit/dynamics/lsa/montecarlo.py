@@ -24,6 +24,11 @@ from .model import embed, lsa_prediction
 
 __all__ = ["LossEstimate", "monte_carlo_loss"]
 
+#: Default number of prompts: twice the 1e5 that the heavy-tailed integrand needs.
+MC_PROMPTS = 200_000
+#: Prompts sampled and embedded at once (bounds the memory of the (chunk, n+1, d+1) embeddings).
+MC_CHUNK = 50_000
+
 
 @dataclass(frozen=True)
 class LossEstimate:
@@ -43,9 +48,9 @@ def monte_carlo_loss(
     W_KQ: np.ndarray | torch.Tensor,
     W_PV: np.ndarray | torch.Tensor,
     *,
-    n_prompts: int = 200_000,
+    n_prompts: int = MC_PROMPTS,
     seed: int = 0,
-    chunk: int = 50_000,
+    chunk: int = MC_CHUNK,
 ) -> LossEstimate:
     """Estimate ``L = (1/2) E(y_hat - y_q)^2`` by sampling prompts (float64).
 
@@ -58,6 +63,8 @@ def monte_carlo_loss(
         Number of prompts (>= 2).
     seed : int
         Chunk c uses ``derive_seed(seed, "lsa-mc", c)``.
+    chunk : int
+        Prompts per chunk (>= 1).
     """
     if not isinstance(data, (MoRConfig, LinearConfig)):
         raise ParameterError(f"data must be a MoRConfig or LinearConfig, got {type(data).__name__}")
