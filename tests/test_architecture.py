@@ -134,3 +134,19 @@ def test_top_level_api() -> None:
 
     for name in iclkit.__all__:
         assert getattr(iclkit, name) is not None, name
+
+
+def test_tests_mirror_the_package_tree() -> None:
+    """Every test module lives in the folder of the part of iclkit it tests."""
+    tests = Path(__file__).resolve().parent
+    top_level = {"test_architecture.py", "test_readme.py"}
+    stray = [
+        str(p.relative_to(tests))
+        for p in tests.rglob("test_*.py")
+        if (
+            p.name not in top_level
+            if p.parent == tests
+            else not (PACKAGE / p.parent.relative_to(tests)).is_dir()
+        )
+    ]
+    assert not stray, f"test modules outside a folder that mirrors iclkit/: {stray}"
