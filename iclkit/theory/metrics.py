@@ -95,7 +95,7 @@ def excess_risk_vs_oracle(y_hat: torch.Tensor, y_oracle: torch.Tensor) -> RiskEs
     ``2 E[(y_hat - y_orc)(y_orc - y)]`` vanishes (``mor.md`` §5.3 [RECON], here without needing
     y_hat linear in x). It estimates the same quantity as :func:`excess_risk` with far smaller
     variance (the label noise and the mixture's label variance are integrated out), and it is
-    never negative. ``tests/test_theory_metrics.py`` checks that the two agree.
+    never negative. ``tests/theory/test_metrics.py`` checks that the two agree.
 
     Parameters
     ----------
