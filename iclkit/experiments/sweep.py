@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from dask.distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
@@ -38,6 +38,7 @@ from .storage import (
     results_dir,
     write_cell,
 )
+from .training import RunStatus
 
 __all__ = [
     "FIGURES",
@@ -78,7 +79,7 @@ class SweepResult:
     stats : wall time, scheduler.
     """
 
-    status: Literal["finished", "failed"]
+    status: RunStatus  # "finished" or "failed"
     cells_total: int
     cells_run: int
     cells_skipped: int

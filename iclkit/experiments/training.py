@@ -47,6 +47,7 @@ from .models import ICLTransformer, ModelConfig, build_model
 
 __all__ = [
     "Curriculum",
+    "RunStatus",
     "TrainConfig",
     "TrainResult",
     "load_checkpoint",
@@ -158,6 +159,12 @@ class TrainConfig:
         check_choice(self.device, "device", get_args(Device))
 
 
+#: How a long job (training run, sweep) ended: ``finished`` (all its work done), ``stopped`` (a
+#: requested early stop; call again to resume) or ``failed`` (some of its work raised). How a
+#: simulation ended is :class:`iclkit.dynamics.status.Status`; a check's verdict is PASS/FAIL.
+RunStatus = Literal["finished", "stopped", "failed"]
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Outcome of :func:`train`.
@@ -173,7 +180,7 @@ class TrainResult:
     """
 
     model: ICLTransformer
-    status: Literal["finished", "stopped"]
+    status: RunStatus  # never "failed": an error in training raises
     step: int
     losses: torch.Tensor
     stats: dict[str, Any] = field(default_factory=dict)
@@ -384,7 +391,7 @@ def train(
         bar.close()
     save(step)
     model = model.cpu().eval()
-    status: Literal["finished", "stopped"] = "finished" if step >= config.steps else "stopped"
+    status: RunStatus = "finished" if step >= config.steps else "stopped"
     seconds = time.perf_counter() - t0
     message = (
         f"trained {step - resumed_from} steps ({resumed_from} -> {step} of {config.steps}) "
