@@ -1,8 +1,8 @@
 """``iclkit run-algo``: run a reference algorithm on prompts from an .npz file.
 
 Run a reference algorithm on prompts.npz (X (B,n,d), y (B,n), init (B,K,d), sigma (B,), optional pi
-(B,K); oracle and bayes also need betas (B,K,d)) and write est.npz with beta (B,K,d) and pi (B,K)
-(K=1 for ols and ridge).
+(B,K); oracle also needs betas (B,K,d)) and write est.npz with beta (B,K,d) and pi (B,K)
+(K=1 for ols, ridge and bayes-optimal, whose beta is the posterior mean of sum_k pi_k beta_k).
 """
 
 from __future__ import annotations

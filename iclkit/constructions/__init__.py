@@ -12,6 +12,8 @@ Entry points:
   :func:`run_algorithm` runs one of them by name.
 - :func:`sample_prompts` - MoR prompts with the local initialisation of the EM-type algorithms.
 - :mod:`iclkit.constructions.predictors` - the shared predictor interface and baselines.
+- :mod:`iclkit.constructions.bayes_optimal` - the Bayes-optimal in-context predictor (posterior
+  mean given the prompt; enumeration over assignments or collapsed Gibbs).
 """
 
 from __future__ import annotations

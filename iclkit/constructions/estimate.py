@@ -6,8 +6,7 @@ and returns component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K
 
 - ``em``, ``gradient-em``: :func:`iclkit.constructions.algorithms.em` / ``gradient_em`` from
   ``init (B, K, d)``;
-- ``oracle``, ``bayes``: the true components ``betas (B, K, d)`` (with fixed, known pi the Bayes
-  posterior mean given the true components is the oracle);
+- ``oracle``: the true components ``betas (B, K, d)`` and the known (or uniform) pi;
 - ``ols``, ``ridge``: one component (K = 1, pi = 1); ridge's default penalty ``sigma^2`` is the
   posterior mean for ``beta ~ N(0, I)``.
 """
@@ -32,7 +31,7 @@ from .algorithms import em, gradient_em, ols, ridge
 
 __all__ = ["ALGORITHMS", "AlgorithmConfig", "Estimates", "run_algorithm"]
 
-ALGORITHMS = ("em", "gradient-em", "oracle", "bayes", "ols", "ridge")
+ALGORITHMS = ("em", "gradient-em", "oracle", "ols", "ridge")
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def run_algorithm(
 
     ``prompts`` holds ``X`` (B, n, d), ``y`` (B, n), ``sigma`` (B,) (the known noise levels),
     and, where the algorithm needs them, ``init`` (B, K, d) (em, gradient-em), ``betas``
-    (B, K, d) (the true components: oracle, bayes) and optionally ``pi`` (B, K) (initial or known
+    (B, K, d) (the true components: oracle) and optionally ``pi`` (B, K) (initial or known
     mixing weights; default uniform): the arrays ``iclkit sample`` writes.
     """
     if name not in ALGORITHMS:
@@ -116,7 +115,7 @@ def run_algorithm(
         )  # fmt: skip
         return Estimates(res.betas, res.pi)
     B, _, d = validate_prompts(X, y)
-    if name in ("oracle", "bayes"):
+    if name == "oracle":
         truth = _required(prompts, "betas", name)
         check_shape(truth, "betas", (B, None, d))
         K = truth.shape[1]

@@ -9,11 +9,15 @@ that predicts at every x token fits the same interface. ``positions=None`` means
 Baselines (``SPEC.md`` "Data", "Algorithms"):
 
 - :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, ``mor.md`` §1.1 [2nd]).
-- :class:`BayesPredictor` - posterior mean of ``y_m`` given the prompt prefix and the true
-  component set. With fixed, known pi this *equals* the oracle: z_m is independent of the prompt
-  and of x_m, so ``E[y_m | prompt, x_m, betas] = x_m^T sum_k pi_k beta_k``. With
-  ``pi ~ Dirichlet`` per prompt (K = 2) the prefix is informative about pi and the posterior
-  mean of pi is computed by quadrature on a Gauss-Legendre grid.
+- :class:`KnownComponentsPredictor` - posterior mean of ``y_m`` given the prompt prefix and the
+  *true* component set (not a Bayes-optimal in-context learner: it is told the components).
+  With fixed, known pi it *equals* the oracle: z_m is independent of the prompt and of x_m, so
+  ``E[y_m | prompt, x_m, betas] = x_m^T sum_k pi_k beta_k``. With ``pi ~ Dirichlet`` per prompt
+  (K = 2) the prefix is informative about pi and the posterior mean of pi is computed by
+  quadrature on a Gauss-Legendre grid.
+- :class:`iclkit.constructions.bayes_optimal.BayesOptimalPredictor` - the posterior mean given
+  the prompt alone (components integrated over their prior, assignments summed over): the
+  floor of any in-context learner.
 - :class:`EMPredictor`, :class:`GradientEMPredictor` - plug-in ``x^T sum_k pi_hat_k beta_hat_k``.
 - :class:`OLSPredictor`, :class:`RidgePredictor`, :class:`ZeroPredictor`.
 """
@@ -36,9 +40,9 @@ from .em_core import log_joint
 
 __all__ = [
     "LOCAL_INIT_RHO",
-    "BayesPredictor",
     "EMPredictor",
     "GradientEMPredictor",
+    "KnownComponentsPredictor",
     "OLSPredictor",
     "OraclePredictor",
     "Predictor",
@@ -216,7 +220,7 @@ class OraclePredictor:
 
 
 @dataclass(frozen=True)
-class BayesPredictor:
+class KnownComponentsPredictor:
     """Posterior mean of ``y_m`` given the prefix, ``x_m`` and the true component set.
 
     Parameters
@@ -230,7 +234,7 @@ class BayesPredictor:
 
     dirichlet_alpha: float | None = None
     nodes: int = 400
-    name: str = "bayes"
+    name: str = "known_components"
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
         pos = resolve_positions(batch, positions)
@@ -239,7 +243,8 @@ class BayesPredictor:
         a = check_positive(self.dirichlet_alpha, "dirichlet_alpha")
         if batch.K != 2:
             raise ParameterError(
-                f"K must be 2 for the Bayes predictor with Dirichlet pi (quadrature), got K={batch.K}"
+                f"K must be 2 for the known-components predictor with Dirichlet pi (quadrature), "
+                f"got K={batch.K}"
             )
         t, w = np.polynomial.legendre.leggauss(check_int(self.nodes, "nodes", minimum=8))
         p = torch.from_numpy((t + 1) / 2)  # nodes in (0, 1) for pi_1

@@ -6,9 +6,10 @@
     excess risk(m) = E(y_hat_m - y_m)^2 - E(y_orc_m - y_m)^2 = E(y_hat_m - y_orc_m)^2,
 
 the second form (:func:`iclkit.theory.metrics.excess_risk_vs_oracle`) being the low-variance
-estimator used for the figures; the direct difference is stored beside it. The Bayes predictor
-(posterior mean given the true component set) equals the oracle when pi is fixed and known, so
-its excess risk is 0 there; it is evaluated anyway and is informative for Dirichlet pi.
+estimator used for the figures; the direct difference is stored beside it. The
+``bayes_optimal`` baseline is the posterior mean given the prompt alone
+(:mod:`iclkit.constructions.bayes_optimal`): the floor of an in-context learner that knows the
+prior, sigma and pi (exactly so when sigma is fixed; see that module for the SNR case).
 
 Every method is evaluated on the same held-out prompts (stream ``(seed, "eval")``) through the
 shared predictor signature ``predictor(batch, positions) -> (B, P)``, in float64: the
@@ -26,9 +27,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from iclkit.constructions.bayes_optimal import BayesOptimalPredictor
 from iclkit.constructions.predictors import (
     LOCAL_INIT_RHO,
-    BayesPredictor,
     EMPredictor,
     GradientEMPredictor,
     OLSPredictor,
@@ -46,7 +47,7 @@ from .models import ICLTransformer
 
 __all__ = ["BASELINES", "EvalConfig", "EvalResult", "TransformerPredictor", "evaluate"]
 
-BASELINES: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes", "zero")
+BASELINES: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes_optimal", "zero")
 
 #: Characters of an exception message kept in a failure entry (one line of a report).
 _FAILURE_MESSAGE_CHARS = 200
@@ -98,7 +99,9 @@ class EvalConfig:
         Baselines from :data:`BASELINES` to evaluate beside the transformer:
         ``em`` (EM from a random N(0, I) init: the practical algorithm, which does not know the
         truth), ``em_local`` (EM from the truth plus a relative perturbation ``rho``: the local
-        regime of the theory), ``gradient_em`` (from the local init), ``ols``, ``bayes``, ``zero``.
+        regime of the theory), ``gradient_em`` (from the local init), ``ols``, ``bayes_optimal``
+        (the posterior mean given the prompt: enumeration over assignments for small prompts,
+        collapsed Gibbs above; Gaussian prior and fixed pi only), ``zero``.
     em_T : int
         EM iterations; gradient EM uses ``em_T`` outer iterations of one step of size ``alpha``.
     alpha : float
@@ -108,7 +111,7 @@ class EvalConfig:
 
     prompts: int = 512
     positions: tuple[int, ...] | None = None
-    methods: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes")
+    methods: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols")
     em_T: int = 20
     alpha: float = 1.0
     rho: float = LOCAL_INIT_RHO
@@ -143,7 +146,7 @@ class EvalResult:
         raise ParameterError(f"method/position: no row for ({method!r}, {position})")
 
 
-def _baseline(name: str, config: EvalConfig, seed: int) -> Predictor:
+def _baseline(name: str, config: EvalConfig, seed: int, data: MoRConfig) -> Predictor:
     if name == "em":
         return EMPredictor(T=config.em_T, init="random", seed=seed, name="em")
     if name == "em_local":
@@ -154,8 +157,8 @@ def _baseline(name: str, config: EvalConfig, seed: int) -> Predictor:
         )
     if name == "ols":
         return OLSPredictor()
-    if name == "bayes":
-        return BayesPredictor()
+    if name == "bayes_optimal":
+        return BayesOptimalPredictor.for_data(data, seed=seed)
     return ZeroPredictor()
 
 
@@ -191,7 +194,8 @@ def evaluate(
     predictors: list[Predictor] = []
     if model is not None:
         predictors.append(TransformerPredictor(model))
-    predictors += [_baseline(m, config, derive_seed(seed, "eval-init")) for m in config.methods]
+    init_seed = derive_seed(seed, "eval-init")
+    predictors += [_baseline(m, config, init_seed, data) for m in config.methods]
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     failures: dict[str, str] = {}

@@ -10,13 +10,15 @@ from hypothesis import strategies as st
 from scipy import integrate
 
 from iclkit.constructions import predictors as P
+from iclkit.constructions.bayes_optimal import BayesOptimalPredictor
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.validation import ParameterError
 
 ALL = [
     P.ZeroPredictor(),
     P.OraclePredictor(),
-    P.BayesPredictor(),
+    P.KnownComponentsPredictor(),
+    BayesOptimalPredictor(),
     P.EMPredictor(T=3),
     P.GradientEMPredictor(T_outer=3),
     P.OLSPredictor(),
@@ -46,22 +48,23 @@ def test_prediction_at_m_uses_only_the_first_m_examples(m: int, seed: int) -> No
         P.GradientEMPredictor(T_outer=2),
         P.OLSPredictor(),
         P.RidgePredictor(),
+        BayesOptimalPredictor(),
     ):
         torch.testing.assert_close(pred(batch, [m]), pred(changed, [m]))
 
 
-def test_bayes_equals_oracle_with_fixed_pi() -> None:
+def test_known_components_equals_oracle_with_fixed_pi() -> None:
     batch = sample_mor(MoRConfig(d=3, K=3, n=20), 4, seed=1)
     torch.testing.assert_close(
-        P.BayesPredictor()(batch, [5, 20]), P.OraclePredictor()(batch, [5, 20])
+        P.KnownComponentsPredictor()(batch, [5, 20]), P.OraclePredictor()(batch, [5, 20])
     )
 
 
-def test_bayes_with_dirichlet_pi_matches_adaptive_quadrature() -> None:
+def test_known_components_with_dirichlet_pi_matches_adaptive_quadrature() -> None:
     """Independent computation: scipy's adaptive quad of the posterior mean of pi_1."""
     config = MoRConfig(d=2, K=2, n=15, sigma=0.8, pi_mode="dirichlet", dirichlet_alpha=2.0)
     batch = sample_mor(config, 3, seed=4)
-    got = P.BayesPredictor(dirichlet_alpha=2.0)(batch, [15])[:, 0]
+    got = P.KnownComponentsPredictor(dirichlet_alpha=2.0)(batch, [15])[:, 0]
     for b in range(3):
         X, y = batch.X[b, :15].numpy(), batch.y[b, :15].numpy()
         s = batch.sigma[b].item()
@@ -96,7 +99,9 @@ def test_bad_positions_and_init() -> None:
     with pytest.raises(ParameterError, match="^init"):
         P.initial_estimate(batch.betas, method="kmeans", generator=torch.Generator())  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="^K"):
-        P.BayesPredictor(dirichlet_alpha=1.0)(sample_mor(MoRConfig(d=2, K=3, n=5), 2, seed=0))
+        P.KnownComponentsPredictor(dirichlet_alpha=1.0)(
+            sample_mor(MoRConfig(d=2, K=3, n=5), 2, seed=0)
+        )
 
 
 def test_spectral_init_recovers_the_symmetric_component() -> None:
