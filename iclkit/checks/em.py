@@ -319,7 +319,7 @@ def _scipy_log_likelihood(batch: MoRBatch, betas: torch.Tensor, pi: torch.Tensor
 @register(
     "em.loglik_monotone",
     theorem="EM never decreases the observed log-likelihood",
-    mark="[standard EM property; mor.md §2.2 2nd]",
+    mark="[standard EM property; docs/provenance.md §4 2nd]",
 )
 def loglik_monotone(ctx: CheckContext) -> Outcome:
     """EM (K = 3, pi = (.5,.3,.2), eta = 2, random init, pi estimated) for 30 iterations; the
@@ -361,7 +361,7 @@ def _numpy_em_step(batch: MoRBatch, betas: np.ndarray) -> tuple[np.ndarray, np.n
 @register(
     "em.gradient_em_to_em",
     theorem="Gradient EM with T_inner -> inf equals EM (M-step = Sigma_hat_k^-1 m_k)",
-    mark="[RECON, mor.md §2.3]",
+    mark="[RECON, docs/provenance.md §4]",
 )
 def gradient_em_to_em(ctx: CheckContext) -> Outcome:
     """One gradient-EM iteration with T_inner = 1000 inner steps of size alpha = 1 vs the EM

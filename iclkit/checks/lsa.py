@@ -5,7 +5,7 @@
   self-attention layer converges to ``u U = Gamma^-1``, ``u = [tr(Gamma^-2)]^(1/4)``, with the
   minimum loss ``L*``; ZFB Lemma 5.4: the convergence is linear.
 - The MoR paper's training-dynamics claim (convergence to a global optimum) [READ abstract];
-  its optimum ``G* = A^-1 Lambda M1`` is [RECON, MC-checked] (``mor.md`` §6).
+  its optimum ``G* = A^-1 Lambda M1`` is [RECON, MC-checked] (``docs/provenance.md`` §10).
 
 The flow is the dynamics package's (``simulate`` on its reduced/eigen flows); the targets are
 computed independently in :mod:`iclkit.theory.bounds` (closed forms in numpy) and the loss is
@@ -98,7 +98,7 @@ def zfb_fixed_point(ctx: CheckContext) -> Outcome:
         worst <= 1e-8,
         worst,
         0.0,
-        "relative error of G and u <= 1e-8 (dynamics.md D.4): rtol 1e-11 integration to "
+        "relative error of G and u <= 1e-8 (docs/provenance.md §10): rtol 1e-11 integration to "
         "||grad L|| <= 1e-13 reaches ~1e-13",
         details,
     )
@@ -146,7 +146,7 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
         max(rel),
         0.0,
         "rel. error of G <= 1e-8 and drift of u^2 - ||U||_F^2 <= 1e-10: DOP853 with rtol 1e-12 "
-        "reaches ~1e-12 on both (dynamics.md D.3-D.4)",
+        "reaches ~1e-12 on both (docs/provenance.md §10)",
         details,
     )
 
@@ -154,7 +154,7 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
 @register(
     "lsa.loss_monte_carlo",
     theorem="ZFB Thm 4.1: minimum loss L* = 1/2 (tr Lambda - tr(Gamma^-1 Lambda^2))",
-    mark="[READ-2nd; L* DERIVED in dynamics.md B.7]",
+    mark="[READ-2nd; L* DERIVED in docs/provenance.md §10]",
 )
 def loss_monte_carlo(ctx: CheckContext) -> Outcome:
     """The closed-form L* of theory.bounds vs the Monte Carlo loss of the limit weights
@@ -173,7 +173,7 @@ def loss_monte_carlo(ctx: CheckContext) -> Outcome:
         abs(z) <= 4.0,
         round(float(z), 3),
         0.0,
-        "|z| <= 4 with z = (MC - L*) / se: the integrand is heavy-tailed (dynamics.md D.1), so "
+        "|z| <= 4 with z = (MC - L*) / se: the integrand is heavy-tailed (docs/provenance.md §10), so "
         "a standard-error test, not a fixed relative tolerance",
         {"loss_star": fp.loss_star, "mc_mean": est.mean, "mc_se": est.se},
     )

@@ -5,10 +5,10 @@ phases; with imbalanced features, dominant-feature queries converge first in one
 under-represented ones later through four phases. The explicit phase-time bounds were not
 readable, so the *scalings* checked here (phase I ~ K^2 / eta, last phase loss ~ 1 / t, dominant
 time independent of K, GD tracking its gradient flow) are this project's derivations and
-measurements [MEASURED] (``dynamics.md`` A.4-A.5), not the paper's theorems.
+measurements [MEASURED] (``docs/provenance.md`` §11), not the paper's theorems.
 
-Independent references: the phase times that ``dynamics.md`` A.4 measured with the notes'
-own mean-field ODE code (K = 5..40), and the exponents of
+Independent references: the phase times measured with an independent mean-field ODE integration
+(``docs/provenance.md`` §11) (K = 5..40), and the exponents of
 :func:`iclkit.theory.bounds.softmax_phase_scalings`.
 """
 
@@ -32,10 +32,10 @@ from iclkit.theory.features import FeatureConfig
 from .rate_check import PlotLabels, fit_and_plot
 from .registry import CheckContext, Outcome, register
 
-_MARK = "[MEASURED: this project's derivation (dynamics.md A.4-A.5), not the paper's theorem]"
+_MARK = "[MEASURED: this project's derivation (docs/provenance.md §11), not the paper's theorem]"
 
-#: dynamics.md A.4: mean-field ODE time (eta t) to Attn_k >= 1/2, balanced, computed by the notes'
-#: own code, independently of iclkit.dynamics.
+#: docs/provenance.md §11: mean-field ODE time (eta t) to Attn_k >= 1/2, balanced, computed by an independent
+#: integration, not by iclkit.dynamics.
 _NOTES_T1 = {5: 31.6, 10: 143.9, 20: 544.8, 40: 1995.0, 80: 7383.0}
 #: Loss level eps of the ``loss_eps`` phase event: small next to the Theta(1) initial loss.
 EPS = 1e-3
@@ -67,7 +67,7 @@ def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxResult, PhaseRep
 )
 def phase1_K2(ctx: CheckContext) -> Outcome:
     """Balanced features, mean-field GD (quick) or exact with N = 1000 (full), eta = 1: time to
-    Attn_k = 1/2 vs K; log-log slope vs 2, and each time vs the notes' independent ODE
+    Attn_k = 1/2 vs K; log-log slope vs 2, and each time vs the independent ODE
     values."""
     Ks = ctx.param("Ks", ctx.pick([5, 10, 20, 40], [5, 10, 20, 40, 80]))
     method = ctx.pick("mean-field", "exact")
@@ -80,16 +80,16 @@ def phase1_K2(ctx: CheckContext) -> Outcome:
     fit, plots = fit_and_plot(ctx, "softmax_phase1_K2", Ks, t1, expected=expected, labels=labels)
     notes = {K: _NOTES_T1[K] for K in Ks if K in _NOTES_T1}
     dev = {str(K): float(t1[i] / notes[K] - 1) for i, K in enumerate(Ks) if K in notes}
-    # finite N = 1000 sits ~0.5% above the mean field (dynamics.md A.4); GD at eta = 1 ~0.2%
+    # finite N = 1000 sits ~0.5% above the mean field (docs/provenance.md §11); GD at eta = 1 ~0.2%
     dev_tol = 0.02 if method == "mean-field" else 0.05
     ok = 1.8 <= fit.slope <= 2.2 and all(abs(v) <= dev_tol for v in dev.values())
     return Outcome(
         ok,
         round(fit.slope, 4),
         expected,
-        f"slope in [1.8, 2.2] and every time within {dev_tol:.0%} of the notes' ODE values: the "
-        "K^2 law has lower-order corrections (measured 1.95-1.99, band of issue 6); the notes' "
-        "times come from independent code",
+        f"slope in [1.8, 2.2] and every time within {dev_tol:.0%} of the reference ODE values: the "
+        "K^2 law has lower-order corrections (measured 1.95-1.99); the reference times "
+        "come from an independent mean-field ODE integration (docs/provenance.md §11)",
         {
             "Ks": Ks,
             "times": t1.tolist(),
@@ -120,8 +120,9 @@ def last_phase_rate(ctx: CheckContext) -> Outcome:
         ok,
         None if slope is None else round(float(slope), 4),
         expected,
-        "slope in [-1.1, -0.9] (issue 6) and 2 phases: finite N adds an error floor that bends "
-        "the tail slightly (measured -1.07)",
+        "slope in [-1.1, -0.9] and 2 phases: the 1/t law is asymptotic; a finite-N error floor makes "
+        "the fitted slope shallower (above -1), while the fit window's start just after phase I, "
+        "where the loss still falls faster than 1/t, makes it steeper (measured -1.07 at N = 200)",
         {
             "events": q.events,
             "n_phases": q.n_phases,
@@ -209,7 +210,7 @@ def gd_tracks_flow(ctx: CheckContext) -> Outcome:
         spread <= 0.02,
         round(spread, 5),
         0.0,
-        "relative spread <= 2% (dynamics.md D.3): the O(eta) discretisation error of GD is "
+        "relative spread <= 2% (docs/provenance.md §11): the O(eta) discretisation error of GD is "
         "measured ~0.4% at eta = 4",
         {"time_to_half_attention": times},
     )

@@ -77,7 +77,7 @@ def theorem_3_1_conditions(
 
     ``n >= C max{ d log^2(d K^2 / delta), (K^2 / delta)^(1/3), (d / pi_min) log(K^2 / delta) }``
     and ``eta >= C K rho_pi log(K rho_pi)`` with ``rho_pi = pi_max / pi_min`` and
-    ``eta = R_min / sigma`` (``mor.md`` §4.4 [2nd]; the SNR definition is [RECON]).
+    ``eta = R_min / sigma`` (``docs/provenance.md`` §7 [2nd]; the SNR definition is [RECON]).
     C is the paper's unspecified "sufficiently large constant".
 
     Parameters
@@ -127,7 +127,7 @@ def theorem_3_1_error_bound(
                 <= C sqrt(log(d/delta)) ( sqrt(d K rho_pi^2 log^2(n K^2/delta) / n)
                                           + sqrt(d K log(K^2/delta) / (n pi_min)) ).
 
-    (``mor.md`` §4.4, a close transcription of a third-party note [2nd]. The note also has a
+    (``docs/provenance.md`` §7, a close transcription of a third-party note [2nd]. The note also has a
     garbled fragment "Delta_y <= ||w*_max||_2 / sqrt(n)": the bound may be relative to
     ``||w*_max||``; checks therefore fit C on data with ``||beta_k|| = 1``.)
     The constant is unknown (O(.) in the paper).
@@ -155,7 +155,7 @@ def theorem_3_1_error_bound(
 def theorem_3_1_layers(n: int, d: int, T: int, *, C: float = 1.0) -> LayerCount:
     """Depth of the Theorem 3.1 transformer: ``L = O(T log(n/d))`` with <= 4 heads per layer [2nd].
 
-    Whether T counts inner gradient steps or outer EM iterations is ambiguous (``mor.md`` §4.3).
+    Whether T counts inner gradient steps or outer EM iterations is ambiguous (``docs/provenance.md`` §7).
     Requires n > d (log(n/d) > 0).
     """
     n = check_int(n, "n", minimum=2)
@@ -196,7 +196,7 @@ def two_mixture_rates(n: int, d: int, snr: float, *, C: float = 1.0) -> TwoMixtu
     """EM rates for the symmetric two-component MoR by SNR regime.
 
     The table is Kwon, Ho, Caramanis (AISTATS 2021) [READ abstract]; that the MoR paper's
-    two-mixture theorems (3.2/3.3) inherit it is [RECON] (``mor.md`` §2.4, §4.5):
+    two-mixture theorems (3.2/3.3) inherit it is [RECON] (``docs/provenance.md`` §5):
 
     ==========================  =========================  =========================
     regime (eta = ||beta||/sigma)  EM iterations             final error
