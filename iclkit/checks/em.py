@@ -47,7 +47,9 @@ from .plots import line_plot
 from .rate_check import PlotLabels, SlopeBand, rate_check, rms_by_group
 from .registry import CheckContext, Outcome, register
 
-_RATES_MARK = "[2nd]; rate table [READ Kwon-Ho-Caramanis abstract]"
+#: The mark of the two-mixture rate statements, as :func:`two_mixture_rates` carries it: the rate
+#: table is read in Kwon-Ho-Caramanis' abstract; that MoR's Theorems 3.2/3.3 state it is RECON.
+_RATES_MARK = "[READ Kwon-Ho-Caramanis abstract; RECON as MoR Thm 3.2/3.3]"
 #: Half-width of the slope band of the reference-algorithm rates: log factors and the finite-n
 #: bias shift the fitted slope by < 0.1 over these grids (seed noise ~ 0.03).
 RATE_BAND = 0.1
@@ -101,7 +103,7 @@ def _symmetric_run(
 # --------------------------------------------------------------------------- rates
 @register(
     "em.rate_n_high_snr",
-    theorem="MoR Thm 3.1/3.3, two mixtures, high SNR: error ~ sqrt(d/n)",
+    theorem="MoR Thms 3.2/3.3 (two mixtures), high SNR: error ~ sqrt(d/n), n-dependence",
     mark=_RATES_MARK,
 )
 def rate_n_high_snr(ctx: CheckContext) -> Outcome:
@@ -153,7 +155,7 @@ def rate_n_high_snr(ctx: CheckContext) -> Outcome:
 
 @register(
     "em.rate_d",
-    theorem="MoR Thm 3.1/3.3, two mixtures, high SNR: error ~ sqrt(d/n)",
+    theorem="MoR Thms 3.2/3.3 (two mixtures), high SNR: error ~ sqrt(d/n), d-dependence",
     mark=_RATES_MARK,
 )
 def rate_d(ctx: CheckContext) -> Outcome:
@@ -188,8 +190,8 @@ def rate_d(ctx: CheckContext) -> Outcome:
 
 @register(
     "em.rate_n_low_snr",
-    theorem="MoR two mixtures, low SNR: error ~ (d/n)^(1/4) after ~ sqrt(n/d) iterations",
-    mark="[RECON from v1 abstract + Kwon-Ho-Caramanis table, READ abstracts]",
+    theorem="MoR Thms 3.2/3.3 (two mixtures), low SNR: error ~ (d/n)^(1/4)",
+    mark=_RATES_MARK,
 )
 def rate_n_low_snr(ctx: CheckContext) -> Outcome:
     """Symmetric 2-MoR with eta ~ 0 (||beta*|| = 1e-3, sigma = 1), gradient EM from a random
@@ -248,8 +250,11 @@ def _iterations_to_reach(curve: np.ndarray, factor: float) -> float:
 
 @register(
     "em.iterations_vs_log_n_over_d",
-    theorem="MoR Thm 3.1: depth L = O(T log(n/d)) (iterations needed grow like log(n/d))",
-    mark="[2nd]",
+    theorem=(
+        "MoR Thm 3.1: depth L = O(T log(n/d)) [2nd]; read here as: the gradient-EM iterations "
+        "needed grow like log(n/d), slope 1/(2 log(1/(1 - alpha))) derived here"
+    ),
+    mark="[RECON: this project's reading of T log(n/d) and its slope]",
 )
 def iterations_vs_log_n_over_d(ctx: CheckContext) -> Outcome:
     """Gradient EM with step alpha = 0.2 at eta = 10: the first iteration t*(n) at which the

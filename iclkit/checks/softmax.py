@@ -62,8 +62,11 @@ def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxResult, PhaseRep
 
 @register(
     "softmax.phase1_K2",
-    theorem="Huang-Cheng-Liang, balanced: phase I (Attn_k -> 1/2) lasts ~ K^2 / eta",
-    mark=_MARK,
+    theorem=(
+        "Huang-Cheng-Liang, balanced: phase times quadratic in K; phase I (Attn_k -> 1/2) "
+        "~ K^2 / eta derived here"
+    ),
+    mark="[READ review: bounds quadratic in K]; K^2 / eta law [MEASURED, derived here]",
 )
 def phase1_K2(ctx: CheckContext) -> Outcome:
     """Balanced features, mean-field GD (quick) or exact with N = 1000 (full), eta = 1: time to
@@ -103,8 +106,11 @@ def phase1_K2(ctx: CheckContext) -> Outcome:
 
 @register(
     "softmax.last_phase_rate",
-    theorem="Huang-Cheng-Liang, balanced: last phase converges sublinearly, L(t) ~ K / (4 eta t)",
-    mark=_MARK,
+    theorem=(
+        "Huang-Cheng-Liang, balanced: convergence in two phases; the last phase's rate "
+        "L(t) ~ K / (4 eta t) is derived here"
+    ),
+    mark="[READ abstract: two phases]; 1/t rate [MEASURED, derived here]",
 )
 def last_phase_rate(ctx: CheckContext) -> Outcome:
     """Balanced K = 10, N = 200, eta = 4, exact population GD to eta t = 1e5: log-log slope of
@@ -194,7 +200,10 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
 
 @register(
     "softmax.gd_tracks_flow",
-    theorem="Phase times in units of eta t do not depend on eta for small eta (GD ~ gradient flow)",
+    theorem=(
+        "Derived here: phase times in units of eta t do not depend on eta for small eta "
+        "(GD ~ gradient flow)"
+    ),
     mark=_MARK,
 )
 def gd_tracks_flow(ctx: CheckContext) -> Outcome:

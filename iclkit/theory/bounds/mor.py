@@ -29,8 +29,10 @@ from ..validation import (
 from .results import UNKNOWN_CONSTANT, Condition, ConditionReport, LayerCount, RateBound
 
 __all__ = [
+    "THEOREM_3_1_MAX_HEADS",
     "TwoMixtureRates",
     "generalization_bound",
+    "gradient_em_iterations_slope",
     "theorem_3_1_conditions",
     "theorem_3_1_error_bound",
     "theorem_3_1_layers",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 Regime = Literal["high", "middle", "low"]
+
+#: Heads per attention layer that MoR Theorem 3.1's transformer may use, ``M^(l) <= 4`` [2nd].
+THEOREM_3_1_MAX_HEADS = 4
 
 
 def _delta(delta: float) -> float:
@@ -310,3 +315,24 @@ def generalization_bound(
         probability=1.0 - xi,
         exponent={"B": -0.5, "L": 1.0},
     )
+
+
+def gradient_em_iterations_slope(alpha: float) -> float:
+    """Slope of the iterations gradient EM needs vs ``log(n/d)`` at step ``alpha`` [RECON].
+
+    This project's reading of the ``log(n/d)`` factor of MoR Theorem 3.1's depth and of the
+    two-mixture iteration count (``docs/provenance.md`` §5): near the high-SNR fixed point the
+    error contracts by about ``kappa = 1 - alpha`` per iteration (exact EM contracts by
+    ``O(eta^-2)``), so reaching a fixed multiple of the statistical floor ``sqrt(d/n)`` from a
+    fixed start takes ``t*(n) ~ log(rho / sqrt(d/n)) / log(1/kappa)``, whose slope in
+    ``log(n/d)`` is ``1 / (2 log(1/(1 - alpha)))``.
+
+    Parameters
+    ----------
+    alpha : float
+        Step size, ``0 < alpha < 1`` (then ``0 < kappa < 1``).
+    """
+    alpha = check_real(
+        alpha, "alpha", minimum=0.0, maximum=1.0, strict_minimum=True, strict_maximum=True
+    )
+    return 1.0 / (2.0 * math.log(1.0 / (1.0 - alpha)))
