@@ -80,7 +80,9 @@ def _prompts(
 def equals_surrogate(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2 and general K = 3: the transformer's read_beta vs gradient EM with the
     construction's sum-of-ReLU nonlinearity computed without attention (symmetric: the
-    foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples)."""
+    foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples).
+    params: construction_alpha (the transformer's step; the reference keeps alpha = 1: fault
+    injection), relu_terms."""
     T_outer, T_inner, alpha = 3, 2, 1.0
     # fault injection: build the transformer with a different step size than the reference
     alpha_tf = ctx.param("construction_alpha", alpha)
@@ -179,7 +181,9 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
 def gap_within_certificate(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2: the gap between the transformer and exact gradient EM (tanh E-step)
     after every outer iteration stays below the bound propagated from the ReLU certificate eps
-    (surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows."""
+    (surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows.
+    params: snr, relu_terms_grid, construction_alpha (the transformer's step; the exact
+    reference keeps alpha = 1: fault injection)."""
     d, n, T_outer = 4, 100, 4
     batch, init = _prompts(ctx, n, d, 2, 8, "gap", snr=ctx.param("snr", 3.0))
     sigma = float(batch.sigma[0])
@@ -189,7 +193,9 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
         exact.append(symmetric_gradient_em_step(X, y, exact[-1], sigma))
     gaps, ratios = {}, {}
     for M in ctx.param("relu_terms_grid", (8, 32)):
-        tf = build_gradient_em_transformer(d, 2, n, sigma, T_outer, 1, 1.0, M, symmetric=True)
+        tf = build_gradient_em_transformer(
+            d, 2, n, sigma, T_outer, 1, ctx.param("construction_alpha", 1.0), M, symmetric=True
+        )
         its = tf.block_iterates(X, y, init, batch.x_query)  # its[t][s]: (B, P, d)
         assert tf.tanh_sum is not None  # a symmetric construction carries its tanh
         eps = tf.tanh_sum.certificate.eps_global
@@ -227,7 +233,8 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
 )
 def rate_n(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2 at eta = 10 (pi = 1/2, so the oracle predictor is 0 and the parameter
-    error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2."""
+    error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2.
+    params: ns, seed_groups, construction_alpha."""
     d = 2
     ns = ctx.param("ns", ctx.pick([25, 50, 100, 200], [25, 50, 100, 200, 400, 800]))
     groups, per = ctx.param("seed_groups", ctx.pick((4, 8), (8, 16)))

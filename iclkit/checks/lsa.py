@@ -60,10 +60,12 @@ def _ar(d: int, r: float = AR_CORRELATION) -> np.ndarray:
 
 
 def _linear_flow(ctx: CheckContext, lam: np.ndarray, scale: float) -> Simulation:
-    """The reduced flow on linear prompts with covariance ``lam``, from the structured init."""
+    """The reduced flow on linear prompts with covariance ``lam``, from the structured init,
+    integrated to ``params["horizon"]`` (default :data:`HORIZON`)."""
     m = LSAMoments.linear(D, N, Lambda=lam)
     init = structured_init(m, scale, seed=ctx.stream_seed, warn=False)
-    return simulate(ReducedLSAFlow(m), init, (0, HORIZON), gradient_tol=GRADIENT_TOL)
+    horizon = ctx.param("horizon", HORIZON)
+    return simulate(ReducedLSAFlow(m), init, (0, horizon), gradient_tol=GRADIENT_TOL)
 
 
 @register(
@@ -74,7 +76,8 @@ def _linear_flow(ctx: CheckContext, lam: np.ndarray, scale: float) -> Simulation
 def zfb_fixed_point(ctx: CheckContext) -> Outcome:
     """Linear prompts, d = 4, N = 10, Lambda in {I, AR(0.8)}, structured init s = 0.4 (scale
     condition evaluated by theory.bounds): the integrated flow's G = uU and u vs the closed form
-    Gamma^-1 and c = tr(Gamma^-2)^(1/4) computed in theory.bounds."""
+    Gamma^-1 and c = tr(Gamma^-2)^(1/4) computed in theory.bounds.
+    params: scale, horizon (integration time; a short one stops the flow early)."""
     s = ctx.param("scale", INIT_SCALE)
     worst = 0.0
     details: dict[str, Any] = {}
@@ -113,7 +116,8 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
     """MoR prompts (Gaussian components, tau = 1), d = 4, N = 12, sigma = 0.5, Lambda = AR(0.8),
     K in {1, 2, 3} with unequal pi: the flow's limit vs G* from theory.bounds.lsa_mor_optimum
     with M1 = |pi|^2 I, M2 = I; and the conserved u^2 - ||U||_F^2 along the (K = 2)
-    trajectory."""
+    trajectory. params: m1_scale (multiplies the reference's M1: a mis-scaled moment, fault
+    injection)."""
     n_mor, sigma = 12, 0.5
     lam = _ar(D)
     rel: list[float] = []
@@ -125,7 +129,8 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
         init = structured_init(m, INIT_SCALE, seed=ctx.stream_seed + K, warn=False)
         sim = simulate(EigenLSAFlow(m), init, (0, 2 * HORIZON), gradient_tol=GRADIENT_TOL)
         p2 = float(sum(p * p for p in cfg.pi_vector))
-        opt = lsa_mor_optimum(lam, p2 * np.eye(D), np.eye(D), sigma, n_mor)
+        m1 = ctx.param("m1_scale", 1.0) * p2 * np.eye(D)
+        opt = lsa_mor_optimum(lam, m1, np.eye(D), sigma, n_mor)
         r = float(np.linalg.norm(sim.G_final - opt.G_star) / np.linalg.norm(opt.G_star))
         rel.append(r)
         details[f"K={K}"] = {
@@ -158,14 +163,15 @@ def mor_optimum(ctx: CheckContext) -> Outcome:
 )
 def loss_monte_carlo(ctx: CheckContext) -> Outcome:
     """The closed-form L* of theory.bounds vs the Monte Carlo loss of the limit weights
-    (W^KQ, W^PV) = (c^-1 diag(Gamma^-1, 0), c diag(0, 1)) on sampled linear prompts."""
+    (W^KQ, W^PV) = (c^-1 diag(Gamma^-1, 0), c diag(0, 1)) on sampled linear prompts.
+    params: W_KQ (the weights evaluated), n_prompts."""
     lam = _ar(D)
     fp = lsa_fixed_point(lam, N)
     est = monte_carlo_loss(
         LinearConfig(d=D, n=N, Lambda=tuple(map(tuple, lam))),
         ctx.param("W_KQ", fp.W_KQ),
         fp.W_PV,
-        n_prompts=ctx.pick(200_000, 2_000_000),
+        n_prompts=ctx.param("n_prompts", ctx.pick(200_000, 2_000_000)),
         seed=ctx.stream_seed,
     )
     z = (est.mean - fp.loss_star) / est.se
@@ -187,9 +193,16 @@ def loss_monte_carlo(ctx: CheckContext) -> Outcome:
 def linear_rate(ctx: CheckContext) -> Outcome:
     """Linear prompts, d = 4, N = 10, Lambda = AR(0.8), structured init: the log of L(t) - L* on
     its tail (1e-4 down to 1e-11) is fitted against t; a linear rate means a straight line
-    (r^2 >= 0.98) with negative slope."""
-    sim = _linear_flow(ctx, _ar(D), INIT_SCALE)
-    line = fit_line(sim.times, sim.loss_gap, log_x=False, y_window=TAIL_WINDOW, min_points=5)
+    (r^2 >= 0.98) with negative slope.
+    params: trajectory (a pair (times, L - L*) that replaces the simulated one: fault
+    injection of a trajectory with a wrong tail)."""
+    if "trajectory" in ctx.params:
+        times, gap = (np.asarray(a, dtype=np.float64) for a in ctx.params["trajectory"])
+        t_final = float(times[-1])
+    else:
+        sim = _linear_flow(ctx, _ar(D), INIT_SCALE)
+        times, gap, t_final = sim.times, sim.loss_gap, sim.t_final
+    line = fit_line(times, gap, log_x=False, y_window=TAIL_WINDOW, min_points=5)
     if line is None:
         return Outcome(False, None, "linear tail", "need >= 5 points", {"points": 0})
     return Outcome(
@@ -198,5 +211,5 @@ def linear_rate(ctx: CheckContext) -> Outcome:
         ">= 0.98",
         "r^2 of log(L - L*) vs t on the tail >= 0.98 and slope < 0: exponential decay is a "
         "straight line; a sublinear rate (e.g. 1/t) gives r^2 well below on 7 decades",
-        {"decay_rate": -line.slope, "tail_points": line.n_points, "t_final": sim.t_final},
+        {"decay_rate": -line.slope, "tail_points": line.n_points, "t_final": t_final},
     )
