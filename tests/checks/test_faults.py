@@ -136,7 +136,7 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault(
         "lsa.loss_monte_carlo",
-        {"W_KQ": 1.2 * lsa_fixed_point(_ar(), 10).W_KQ, "n_prompts": 50_000},
+        {"W_KQ": 1.2 * lsa_fixed_point(_ar(), 10).W_KQ, "n_prompts": 100_000},
         "weights 20% off the optimum",
         lambda r: _measured(r) > 4.0,
     ),
