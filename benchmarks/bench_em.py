@@ -1,6 +1,6 @@
 """Benchmark: batched EM (iclkit) vs a per-prompt numpy loop, and achieved FLOP/s.
 
-Setting (issue 3): B=256 prompts, n=512, d=16, K=3, 20 EM iterations, float64. The weighted
+Setting: B=256 prompts, n=512, d=16, K=3, 20 EM iterations, float64. The weighted
 Gram matrices S_k = X^T diag(gamma_k) X dominate: 2 B K n d^2 flops per iteration, about
 4.0 GFLOP over 20 iterations. Targets: batched >= 3x the loop, and achieved FLOP/s >= 50% of
 the machine's float64 matmul FLOP/s measured by torch in the same run.

@@ -12,7 +12,8 @@ computations:
   gradient EM written as sums over examples (general K, ``surrogate_em``): not attention code;
 - the exact gradient EM plus the gap bound propagated from the ReLU certificate;
 - the theorem's exponent -1/2 for the error vs n;
-- the head count the theorem allows (4) and the documented layer formula.
+- the head count the theorem allows (4), reported as INFO with the depth (a property of the
+  packing, not a test of the depth claim).
 
 The construction's forward pass costs O(n^2) per head and layer, so quick grids keep n <= 400.
 """
@@ -32,10 +33,10 @@ from iclkit.constructions.gradient_em_transformer import (
     layer_formula_text,
 )
 from iclkit.constructions.surrogate_em import general_surrogate_iterates, symmetric_gap_bound
-from iclkit.theory.bounds import theorem_3_1_layers, two_mixture_rates
+from iclkit.theory.bounds import THEOREM_3_1_MAX_HEADS, theorem_3_1_layers, two_mixture_rates
 from iclkit.theory.metrics import sign_invariant_error
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
-from iclkit.theory.rng import derive_seed, make_generator
+from iclkit.theory.rng import derive_seed
 
 from .inits import HIGH_SNR, LOCAL_RHO, local_init
 from .rate_check import PlotLabels, SlopeBand, rate_check, rms_by_group
@@ -79,7 +80,9 @@ def _prompts(
 def equals_surrogate(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2 and general K = 3: the transformer's read_beta vs gradient EM with the
     construction's sum-of-ReLU nonlinearity computed without attention (symmetric: the
-    foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples)."""
+    foundation's algorithms.gradient_em; K = 3: surrogate_em, sums over examples).
+    params: construction_alpha (the transformer's step; the reference keeps alpha = 1: fault
+    injection), relu_terms."""
     T_outer, T_inner, alpha = 3, 2, 1.0
     # fault injection: build the transformer with a different step size than the reference
     alpha_tf = ctx.param("construction_alpha", alpha)
@@ -119,16 +122,19 @@ def equals_surrogate(ctx: CheckContext) -> Outcome:
 
 @register(
     "construction.heads_and_depth",
-    theorem=_THEOREM + " (<= 4 heads per layer, L = O(T log(n/d)))",
-    mark="[2nd]",
+    theorem=_THEOREM + " (<= 4 heads per layer; depth reported, L = O(T log(n/d)) not tested)",
+    mark="[2nd] statement; layer formula [RECON, this project's design]",
 )
 def heads_and_depth(ctx: CheckContext) -> Outcome:
-    """Builds symmetric and K = 3 constructions over a grid of (T_outer, T_inner, M): every
-    layer has <= 4 heads and L equals the documented formula L(T_outer, T_inner, M); reports
-    L / (T log(n/d)) with T = T_outer T_inner."""
+    """A reported property (INFO), not a test of the depth claim: builds symmetric and K = 3
+    constructions over a grid of (T_outer, T_inner, M), counts the heads of every layer of the
+    built module (<= 4, the theorem's bound; FAIL otherwise) and reports L, the layers per
+    gradient-EM iteration as M grows, and L / (T log(n/d)). The layer count is the module's own,
+    so it cannot disagree with the construction; the measured iteration count T(n) is
+    em.iterations_vs_log_n_over_d's."""
     rows = []
     worst_heads = 0
-    formula_ok = True
+    consistent = True
     n, d = 400, 4
     for K, T_outer, T_inner, M in [(2, 2, 1, 8), (2, 4, 3, 32), (3, 2, 1, 8), (3, 3, 2, 12)]:
         pi = None if K == 2 else (0.5, 0.3, 0.2)
@@ -136,23 +142,34 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
             d, K, n, 0.1, T_outer, T_inner, 1.0, M, symmetric=K == 2, pi=pi
         )
         rep = tf.report
-        L_formula = layer_count(K, T_outer, T_inner, M, symmetric=K == 2)
         heads = max(rep.heads_per_layer)
         worst_heads = max(worst_heads, heads)
-        formula_ok &= rep.L == L_formula == len(rep.heads_per_layer)
+        consistent &= rep.L == len(rep.heads_per_layer)
         ref = theorem_3_1_layers(n, d, T_outer * T_inner).layers
         rows.append(
             {"K": K, "T_outer": T_outer, "T_inner": T_inner, "M": M, "L": rep.L,
-             "L_formula": L_formula, "max_heads": heads, "weight_norm": rep.weight_norm,
+             "max_heads": heads, "weight_norm": rep.weight_norm,
              "L_over_T_log_n_over_d": rep.L / ref}
         )  # fmt: skip
+    per_iteration = {
+        str(M): layer_count(2, 2, 1, M, symmetric=True) - layer_count(2, 1, 1, M, symmetric=True)
+        for M in (8, 16, 32, 64, 128)
+    }
+    limit = THEOREM_3_1_MAX_HEADS
     return Outcome(
-        worst_heads <= 4 and formula_ok,
+        worst_heads <= limit and consistent,
         worst_heads,
-        4,
-        "max heads per layer <= 4 (the theorem's M^(l) <= 4) and L == documented formula "
-        "== number of layers built: both are exact counts",
-        {"constructions": rows, "layer_formula_symmetric": layer_formula_text(True)},
+        limit,
+        "max heads per layer of the built module <= 4 (the theorem's M^(l) <= 4): an exact "
+        "count; INFO because the packing into layers of 4 heads holds by construction",
+        {
+            "constructions": rows,
+            "layer_formula_symmetric": layer_formula_text(True),
+            "layers_per_iteration_vs_M_symmetric": per_iteration,
+            "depth_reading": "L = T(n) x layers_per_iteration(M) + 1; layers per iteration grow "
+            "linearly in M (at most 4 ReLU terms per layer)",
+        },
+        info=True,
     )
 
 
@@ -164,7 +181,9 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
 def gap_within_certificate(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2: the gap between the transformer and exact gradient EM (tanh E-step)
     after every outer iteration stays below the bound propagated from the ReLU certificate eps
-    (surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows."""
+    (surrogate_em.symmetric_gap_bound); and the gap shrinks as the term budget M grows.
+    params: snr, relu_terms_grid, construction_alpha (the transformer's step; the exact
+    reference keeps alpha = 1: fault injection)."""
     d, n, T_outer = 4, 100, 4
     batch, init = _prompts(ctx, n, d, 2, 8, "gap", snr=ctx.param("snr", 3.0))
     sigma = float(batch.sigma[0])
@@ -174,7 +193,9 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
         exact.append(symmetric_gradient_em_step(X, y, exact[-1], sigma))
     gaps, ratios = {}, {}
     for M in ctx.param("relu_terms_grid", (8, 32)):
-        tf = build_gradient_em_transformer(d, 2, n, sigma, T_outer, 1, 1.0, M, symmetric=True)
+        tf = build_gradient_em_transformer(
+            d, 2, n, sigma, T_outer, 1, ctx.param("construction_alpha", 1.0), M, symmetric=True
+        )
         its = tf.block_iterates(X, y, init, batch.x_query)  # its[t][s]: (B, P, d)
         assert tf.tanh_sum is not None  # a symmetric construction carries its tanh
         eps = tf.tanh_sum.certificate.eps_global
@@ -212,7 +233,8 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
 )
 def rate_n(ctx: CheckContext) -> Outcome:
     """Symmetric K = 2 at eta = 10 (pi = 1/2, so the oracle predictor is 0 and the parameter
-    error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2."""
+    error up to sign is measured): the transformer's read_beta error vs n, slope vs -1/2.
+    params: ns, seed_groups, construction_alpha."""
     d = 2
     ns = ctx.param("ns", ctx.pick([25, 50, 100, 200], [25, 50, 100, 200, 400, 800]))
     groups, per = ctx.param("seed_groups", ctx.pick((4, 8), (8, 16)))
@@ -245,29 +267,4 @@ def rate_n(ctx: CheckContext) -> Outcome:
         "limits quick runs to 32 prompts per n and n <= 200 (bootstrap CI half-width ~ 0.1)",
         details={"alpha": alpha},
         xs_key="ns",
-    )
-
-
-@register(
-    "construction.permutation_invariant",
-    theorem=_THEOREM + " (output invariant to the order of the examples)",
-    mark="[RECON: property of attention without positions]",
-)
-def permutation_invariant(ctx: CheckContext) -> Outcome:
-    """K = 3 construction on prompts and on the same prompts with examples permuted."""
-    d, n, K = 3, 40, 3
-    batch, init = _prompts(ctx, n, d, K, 4, "perm")
-    tf = build_gradient_em_transformer(
-        d, K, n, float(batch.sigma[0]), 2, 1, 1.0, 8, pi=tuple(float(p) for p in batch.pi[0])
-    )
-    perm = torch.randperm(n, generator=make_generator(derive_seed(ctx.seed, "perm-order")))
-    b1, y1 = tf(batch.X_train, batch.y_train, init, batch.x_query)
-    b2, y2 = tf(batch.X_train[:, perm], batch.y_train[:, perm], init, batch.x_query)
-    diff = float(max((b1 - b2).abs().max(), (y1 - y2).abs().max()) / b1.abs().max())
-    return Outcome(
-        diff <= 1e-12,
-        diff,
-        0.0,
-        "max relative change <= 1e-12: only the summation order changes (round-off)",
-        {"n": n, "K": K},
     )

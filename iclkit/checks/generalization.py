@@ -66,9 +66,15 @@ def _gap(L: int, B: int, seed: int, steps: int) -> tuple[float, float, float]:
 
 
 def _gaps(ctx: CheckContext, Ls: list[int], Bs: list[int]) -> tuple[np.ndarray, list[int]]:
-    """Generalization gaps (P, S) over the grid ``zip(Ls, Bs)`` and the S training seeds."""
+    """Generalization gaps (P, S) over the grid ``zip(Ls, Bs)`` and the S training seeds.
+
+    ``params["gaps"]``, a (P, S) array, replaces the trained gaps (fault injection of a
+    synthetic gap curve that tests the check's criterion without training)."""
     base = ctx.seed % TRAINING_SEED_MODULUS
     seeds = [base + i for i in range(ctx.param("seeds", ctx.pick(3, 6)))]
+    if "gaps" in ctx.params:
+        G = np.asarray(ctx.params["gaps"], dtype=np.float64)
+        return G, list(range(G.shape[1]))
     steps = ctx.param("steps", ctx.pick(400, 2000))
     G = np.array([[_gap(L, B, s, steps)[2] for s in seeds] for L, B in zip(Ls, Bs, strict=True)])
     return G, seeds

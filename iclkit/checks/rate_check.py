@@ -4,7 +4,9 @@ acceptance band around the theorem's exponent.
 Every ``*.rate_*`` check (and the other slope checks) measures an error or a time on a grid of
 ``n``, ``d``, ``K`` or ``B``, fits ``error ~ c x^slope`` with :func:`iclkit.theory.rates.fit_rate`
 (bootstrap over seed groups) and compares the slope with the exponent of the theorem's rate
-from :mod:`iclkit.theory.bounds`. This module holds those steps once.
+from :mod:`iclkit.theory.bounds`. The tolerance shows the slope's confidence interval next to the
+band, and a slope whose interval lies entirely outside the band FAILs even when the point
+estimate is inside. This module holds those steps once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .registry import CheckContext, Outcome
 __all__ = [
     "PlotLabels",
     "SlopeBand",
+    "ci_outside",
     "fit_and_plot",
     "rate_check",
     "rate_details",
@@ -134,6 +137,15 @@ def rate_details(
     return {"fit": fit.as_dict(), xs_key: list(xs), "mean_error": errors.mean(axis=1).tolist()}
 
 
+def ci_outside(fit: RateFit, band: SlopeBand) -> bool:
+    """True when the slope's confidence interval lies entirely outside ``band`` (an interval
+    that cannot be formed, ``nan``, is never outside)."""
+    lo, hi = fit.ci_low, fit.ci_high
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return False
+    return hi < band.low or lo > band.high
+
+
 def slope_outcome(
     fit: RateFit,
     expected: float,
@@ -144,14 +156,19 @@ def slope_outcome(
     *,
     also: tuple[bool, str] = (True, ""),
 ) -> Outcome:
-    """The outcome of a slope check: passed when the slope is in ``band`` (and ``also[0]``).
+    """The outcome of a slope check: passed when the slope is in ``band``, its confidence
+    interval does not lie entirely outside ``band``, and ``also[0]`` holds.
 
-    The measured value is the slope rounded to 4 decimals; the tolerance is the band, the
-    extra condition's text ``also[1]`` and ``": "`` + ``reason``.
+    The measured value is the slope rounded to 4 decimals; the tolerance is the band with the
+    fit's interval next to it, the extra condition's text ``also[1]`` and ``": "`` + ``reason``.
     """
-    passed = band.holds(fit) and also[0]
-    tolerance = f"{band.text}{also[1]}: {reason}"
-    return Outcome(passed, round(fit.slope, 4), expected, tolerance, details, plots)
+    outside = ci_outside(fit, band)
+    passed = band.holds(fit) and not outside and also[0]
+    level = f"{fit.confidence:.0%}"
+    interval = f"{level} CI [{fit.ci_low:.3f}, {fit.ci_high:.3f}]"
+    tolerance = f"{band.text}, {interval} not wholly outside{also[1]}: {reason}"
+    report = {**details, "ci_outside_band": outside, "band": [band.low, band.high]}
+    return Outcome(passed, round(fit.slope, 4), expected, tolerance, report, plots)
 
 
 def rate_check(

@@ -9,11 +9,16 @@ to one of the group modules that :mod:`iclkit.checks` imports.
 :func:`run_check` runs one check and turns it into a :class:`CheckResult` with a status:
 
 - ``PASS`` / ``FAIL`` from the check's own acceptance band (stated in ``Outcome.tolerance``);
+- ``INFO`` for a reported property (``Outcome.info``): a fact worth showing (a layer count, a
+  structural bound of the construction) that no plausible fault of the claim under test would
+  change; it is never counted as a ``PASS``, and it is a ``FAIL`` when the property is violated;
 - ``SKIPPED`` when the check raises :class:`CheckSkipped` with its reason: never ``PASS``;
 - an exception inside a check is a ``FAIL`` with the error in ``details["error"]``.
 
 Fault injection: ``CheckContext.params`` overrides a check's settings through the API (for
-example a wrong step size ``{"alpha": 10.0}``), which is how the tests show that checks fail.
+example a wrong step size ``{"alpha": 10.0}``), which is how the fault tests
+(``pytest -m fault``) show that every check can fail through its own criterion; each check's
+docstring lists the ``params`` it reads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from iclkit.theory.validation import ParameterError, check_int
 
 __all__ = [
     "GROUP_ORDER",
+    "STATUSES",
     "STREAM_SEED_MODULUS",
     "Check",
     "CheckContext",
@@ -75,6 +81,9 @@ class Outcome:
         Everything else worth keeping (fits, grids, conditions); JSON-serialisable.
     plots : tuple of str
         File names (relative to the output folder) of figures the check wrote.
+    info : bool
+        A reported property, not a test of the claim: the result is ``INFO`` when ``passed``
+        (never counted as a ``PASS``) and ``FAIL`` otherwise.
     """
 
     passed: bool
@@ -83,6 +92,7 @@ class Outcome:
     tolerance: str
     details: Mapping[str, Any] = field(default_factory=dict)
     plots: tuple[str, ...] = ()
+    info: bool = False
 
 
 Mode = Literal["quick", "full"]
@@ -156,8 +166,20 @@ class Check:
     def group(self) -> str:
         return self.name.split(".", 1)[0]
 
+    def as_dict(self) -> dict[str, str]:
+        """``{name, theorem, mark, group, description}`` (one line of ``--list --json``)."""
+        return {
+            "name": self.name,
+            "theorem": self.theorem,
+            "mark": self.mark,
+            "group": self.group,
+            "description": self.description,
+        }
 
-Status = Literal["PASS", "FAIL", "SKIPPED"]
+
+Status = Literal["PASS", "FAIL", "SKIPPED", "INFO"]
+#: Every status, in the order of the report's summary.
+STATUSES: tuple[Status, ...] = ("PASS", "FAIL", "INFO", "SKIPPED")
 
 
 @dataclass(frozen=True)
@@ -176,15 +198,15 @@ class CheckResult:
     plots: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The report.json object: name, theorem, status, measured, expected, tolerance,
-        seconds, details (the mark and plot files are inside ``details``)."""
+        """The report.json object: name, theorem, mark, status, measured, expected, tolerance,
+        seconds, details (the plot files are inside ``details``)."""
         details = dict(self.details)
-        details.setdefault("mark", self.mark)
         if self.plots:
             details.setdefault("plots", list(self.plots))
         return {
             "name": self.name,
             "theorem": self.theorem,
+            "mark": self.mark,
             "status": self.status,
             "measured": to_jsonable(self.measured),
             "expected": to_jsonable(self.expected),
@@ -292,7 +314,7 @@ def run_check(
         check.name,
         check.theorem,
         check.mark,
-        "PASS" if outcome.passed else "FAIL",
+        ("INFO" if outcome.info else "PASS") if outcome.passed else "FAIL",
         outcome.measured,
         outcome.expected,
         outcome.tolerance,

@@ -1,9 +1,11 @@
 """The report of ``iclkit check``: a printed table, ``report.json`` and ``report.md``.
 
 ``report.json`` is one object: run metadata (``iclkit_version``, ``mode``, ``seed``,
-``seconds``, ``summary`` counts) and ``checks``, a list with one object per check holding
-``name``, ``theorem``, ``status``, ``measured``, ``expected``, ``tolerance``, ``seconds``,
-``details`` (the statement's provenance mark and the check's plot files are in ``details``).
+``seconds``, ``summary`` counts per status) and ``checks``, a list with one object per check
+holding ``name``, ``theorem``, ``mark`` (the statement's provenance), ``status``, ``measured``,
+``expected``, ``tolerance``, ``seconds``, ``details`` (the check's plot files are in
+``details``). Statuses: PASS, FAIL, INFO (a reported property, never counted as a pass) and
+SKIPPED.
 ``report.md`` is the same as a readable page with the plots (``DIR/*.png``, PDF alongside).
 Both files are written atomically (temporary file in the same folder, then ``os.replace``).
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from iclkit.io import to_jsonable, write_text_atomically
 
-from .registry import CheckResult
+from .registry import STATUSES, CheckResult
 
 __all__ = ["format_table", "summary", "write_report"]
 
@@ -35,12 +37,12 @@ def _fmt(value: object) -> str:
 
 
 def summary(results: Sequence[CheckResult]) -> dict[str, int]:
-    """Counts per status, ``{"PASS": .., "FAIL": .., "SKIPPED": ..}``."""
+    """Counts per status, ``{"PASS": .., "FAIL": .., "INFO": .., "SKIPPED": ..}``."""
     c = Counter(r.status for r in results)
-    return {s: c.get(s, 0) for s in ("PASS", "FAIL", "SKIPPED")}
+    return {s: c.get(s, 0) for s in STATUSES}
 
 
-_COLUMNS = ("check", "theorem", "measured", "expected", "tolerance", "status", "s")
+_COLUMNS = ("check", "theorem", "mark", "measured", "expected", "tolerance", "status", "s")
 
 
 def _rows(results: Sequence[CheckResult], width: int | None) -> list[tuple[str, ...]]:
@@ -49,14 +51,13 @@ def _rows(results: Sequence[CheckResult], width: int | None) -> list[tuple[str, 
         tol = r.tolerance.split(": ", 1)[0] if width else r.tolerance
         theorem = r.theorem if not width else r.theorem.split(":", 1)[0]
         measured = _fmt(r.measured) if r.status != "SKIPPED" else "-"
-        rows.append(
-            (r.name, theorem, measured, _fmt(r.expected), tol, r.status, f"{r.seconds:.1f}")
-        )
+        row = (r.name, theorem, r.mark, measured, _fmt(r.expected), tol, r.status)
+        rows.append((*row, f"{r.seconds:.1f}"))
     return rows
 
 
 def format_table(results: Sequence[CheckResult], *, width: int | None = 40) -> str:
-    """A plain-text table (check, theorem, measured, expected, tolerance, status, seconds).
+    """A plain-text table (check, theorem, mark, measured, expected, tolerance, status, seconds).
 
     Cells longer than ``width`` are cut with an ellipsis; the tolerance column shows the band
     only (its reason is in the report). A SKIPPED row is followed by its reason.
@@ -92,10 +93,12 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
         f"- iclkit {meta.get('iclkit_version', '?')}, mode `{meta.get('mode')}`, "
         f"seed {meta.get('seed')}, "
         f"{meta.get('seconds', 0):.1f} s in total",
-        f"- {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIPPED']} SKIPPED "
-        "(SKIPPED: the check could not run, for the reason given; never counted as a pass)",
+        f"- {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['INFO']} INFO, "
+        f"{counts['SKIPPED']} SKIPPED (INFO: a reported property, not a test; SKIPPED: the check "
+        "could not run, for the reason given; neither is counted as a pass)",
         "- Marks: [2nd] restated by a third party; [READ ...] read from the named source; "
-        "[RECON] reconstructed, not the paper's theorem; [MEASURED] this project's measurement.",
+        "[RECON] reconstructed, not the paper's theorem; [MEASURED] this project's measurement "
+        "(docs/provenance.md).",
         "",
         "| check | theorem | mark | status | measured | expected | tolerance | s |",
         "|---|---|---|---|---|---|---|---|",
@@ -131,7 +134,7 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
             f"- seconds: {r.seconds:.2f}",
         ]
         for k, v in r.details.items():
-            if k in ("plots", "mark"):
+            if k == "plots":
                 continue
             text = json.dumps(to_jsonable(v)) if not isinstance(v, str) else v
             if len(text) > MD_DETAIL_CHARS:

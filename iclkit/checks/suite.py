@@ -77,7 +77,7 @@ class CheckRun:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Checks per status, ``{"PASS": .., "FAIL": .., "SKIPPED": ..}``."""
+        """Checks per status, ``{"PASS": .., "FAIL": .., "INFO": .., "SKIPPED": ..}``."""
         return summary(self.results)
 
     @property

@@ -4,7 +4,7 @@ optimum.
 Integrate the population gradient flow of a single LSA layer (Zhang-Frei-Bartlett
 parameterisation) on linear-regression or MoR prompts from a structured (ZFB Assumption 3.3) or
 random initialisation, solve the fixed points with sympy, and print one JSON object comparing the
-two (docs/lsa_dynamics.md). Every option is a field of LSAConfig, whose defaults are the defaults
+two (docs/lsa_flow.md). Every option is a field of LSAConfig, whose defaults are the defaults
 here.
 """
 

@@ -3,7 +3,7 @@
 
 Simulate gradient descent on the population loss of one-layer softmax attention (Huang, Cheng,
 Liang) with K orthonormal features, detect the phases per query type (this project's operational
-definitions; docs/softmax_dynamics.md) and print them. Times are in units of eta * t. The options
+definitions; docs/softmax_gd.md) and print them. Times are in units of eta * t. The options
 are fields of SoftmaxConfig and FeatureConfig, whose defaults are the defaults here.
 """
 

@@ -1,6 +1,6 @@
 """Multi-head attention layers with explicit per-head Q, K, V: MoR Def. 2.1 = Bai et al. Def. 1.
 
-ReLU attention [READ-Bai, ``mor.md`` §3], token ``i`` of ``H``:
+ReLU attention [READ-Bai, ``docs/provenance.md`` §6], token ``i`` of ``H``:
 
     h_i <- h_i + sum_m (1/n) sum_{j : t_j = 1} relu(<Q_m h_i, K_m h_j>) V_m h_j,
 
@@ -243,7 +243,7 @@ class AttentionTransformer(nn.Module):
 
 def bai_norm(model: AttentionTransformer) -> float:
     """Bai et al. eq. (2), attention-only: ``max_l { max_m max(||Q_m||, ||K_m||) + sum_m ||V_m|| }``
-    (operator norms) [RECON, recalled, ``mor.md`` §3]."""
+    (operator norms) [RECON, recalled, ``docs/provenance.md`` §6]."""
     cache: dict[int, float] = {}
 
     def op(A: torch.Tensor) -> float:

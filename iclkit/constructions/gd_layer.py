@@ -1,6 +1,6 @@
 """One ReLU-attention layer = one gradient step on least squares (von Oswald et al.; Bai et al. Fig. 3, Thm 13).
 
-[READ-Bai, ``mor.md`` §4.1] With every token carrying the same estimate ``w``, a head with
+[READ-Bai, ``docs/provenance.md`` §6] With every token carrying the same estimate ``w``, a head with
 query ``Q h_i = [w_i; 1]`` and key ``K h_j = [x_j; -y_j]`` scores ``<w, x_j> - y_j``; since
 ``s - t = relu(s - t) - relu(t - s)``, two heads with values ``-eta x_j`` and ``+eta x_j``
 written into the estimate slot realise exactly

@@ -1,6 +1,6 @@
 """Token layout of the Theorem 3.1 transformer: named slots, the embedding and the read-outs.
 
-The paper's format [READ-Bai §2.2 / ``mor.md`` §1.3]: token ``h_i = [x_i; y'_i; aux; 1; t_i]``
+The paper's format [READ-Bai §2.2 / ``docs/provenance.md`` §6]: token ``h_i = [x_i; y'_i; aux; 1; t_i]``
 with ``y'_{n+1} = 0`` and ``t_i = 1{i <= n}`` (train indicator); the auxiliary block holds the
 current estimate(s) and scratch. ``read_y = clip_R(h_{n+1}[y])`` [READ-Bai];
 ``read_beta`` = the query token's estimate slot [RECON].
@@ -13,7 +13,7 @@ This project's layout (tokens are rows, ``H : (B, n+1, D)``)::
   ``docs/construction.md``): with it the E-step argument ``y_i <x_i, beta> / sigma^2`` is a
   bilinear score (query ``yx_i``, key ``beta``), so the E-step nonlinearity is *univariate* with
   a proven interpolation bound, instead of the bivariate ``y tanh(y s / sigma^2)`` that needs
-  many more ReLU terms (SPEC.md, "Theorem 3.1 transformer").
+  many more ReLU terms (docs/provenance.md §6).
 - ``P = 1`` estimate slot in the symmetric two-component model (``beta_2 = -beta_1``), else K.
 - ``acc_k`` are d-dimensional accumulators (general K: the M-step gradient of component k is
   summed over several layers there before ``beta_k`` is updated); scratch names are scalar

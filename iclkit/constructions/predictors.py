@@ -6,9 +6,10 @@ A predictor is called as ``predictor(batch, positions) -> (B, P)``: for each pos
 ``(x_0, y_0), ..., (x_{m-1}, y_{m-1})`` and ``x_m`` — the causal (dtsip) convention, so a decoder
 that predicts at every x token fits the same interface. ``positions=None`` means ``[n]``, the query.
 
-Baselines (``SPEC.md`` "Data", "Algorithms"):
+Baselines (``docs/provenance.md`` §2, §4):
 
-- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, ``mor.md`` §1.1 [2nd]).
+<<<<<<< HEAD
+- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, docs/provenance.md §2 [2nd]).
 - :class:`KnownComponentsPredictor` - posterior mean of ``y_m`` given the prompt prefix and the
   *true* component set (not a Bayes-optimal in-context learner: it is told the components).
   With fixed, known pi it *equals* the oracle: z_m is independent of the prompt and of x_m, so
@@ -18,6 +19,14 @@ Baselines (``SPEC.md`` "Data", "Algorithms"):
 - :class:`iclkit.constructions.bayes_optimal.BayesOptimalPredictor` - the posterior mean given
   the prompt alone (components integrated over their prior, assignments summed over): the
   floor of any in-context learner.
+=======
+- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, ``docs/provenance.md`` §2 [2nd]).
+- :class:`BayesPredictor` - posterior mean of ``y_m`` given the prompt prefix and the true
+  component set. With fixed, known pi this *equals* the oracle: z_m is independent of the prompt
+  and of x_m, so ``E[y_m | prompt, x_m, betas] = x_m^T sum_k pi_k beta_k``. With
+  ``pi ~ Dirichlet`` per prompt (K = 2) the prefix is informative about pi and the posterior
+  mean of pi is computed by quadrature on a Gauss-Legendre grid.
+>>>>>>> issue15
 - :class:`EMPredictor`, :class:`GradientEMPredictor` - plug-in ``x^T sum_k pi_hat_k beta_hat_k``.
 - :class:`OLSPredictor`, :class:`RidgePredictor`, :class:`ZeroPredictor`.
 """
@@ -94,7 +103,7 @@ def initial_estimate(
     y: torch.Tensor | None = None,
     symmetric: bool = False,
 ) -> torch.Tensor:
-    """Initialisation of EM-type algorithms (``SPEC.md``: an explicit argument; default local).
+    """Initialisation of EM-type algorithms (docs/provenance.md §4: an explicit argument; default local).
 
     Parameters
     ----------

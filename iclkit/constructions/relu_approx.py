@@ -1,6 +1,6 @@
 """Sum-of-ReLU approximation with an (eps, R, M, C) certificate: MoR Definition A.1 = Bai et al. Def. 12.
 
-Definition [READ-Bai statement, display formula RECON, ``mor.md`` §4.2]: ``g : R^k -> R`` is
+Definition [READ-Bai statement, display formula RECON, ``docs/provenance.md`` §6]: ``g : R^k -> R`` is
 ``(eps, R, M, C)``-approximable by a sum of ReLUs if there is
 
     f(z) = sum_{m=1}^M c_m relu(a_m^T [z; 1]),   sum_m |c_m| <= C,   max_m ||a_m||_1 <= 1,

@@ -10,12 +10,12 @@ serves every prompt) and the same held-out prompts:
 - a linear probe, per layer, from the query token's hidden state to the oracle weights
   ``w_orc = sum_k pi_k beta_k`` (B, d): ridge regression fitted on half the prompts, R^2 on the
   other half. ``w_orc`` is the permutation-invariant summary of beta-hat that the prediction
-  uses (the components themselves are identifiable only up to relabelling, ``mor.md`` §9.8).
+  uses (the components themselves are identifiable only up to relabelling, ``docs/provenance.md`` §2).
 
 Caveats, stated in the docs: the construction starts from an initial estimate placed in its
 tokens (here the truth plus a relative perturbation ``rho``, the local regime of the theory), so
 its probe is high from layer 0; the trained model sees no such hint. Reviewer 2 of v1 expected
-the trained model *not* to implement EM (``mor.md`` §7.1); this module measures it.
+the trained model *not* to implement EM (``docs/provenance.md`` §9); this module measures it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Excess test risk per prompt length for a trained transformer and the baselines (MoR Figures 1-4).
 
-"Excess testing risk" is the paper's y-axis; its exact definition is [NOT FOUND] (``mor.md``
-§7.2). This project reports (``SPEC.md`` "Data"; ``mor.md`` §5.3 [RECON]):
+"Excess testing risk" is the paper's y-axis; its exact definition is [NOT FOUND] (``docs/provenance.md`` §9). This project reports (``docs/provenance.md`` §2; ``docs/provenance.md`` §3 [RECON]):
 
     excess risk(m) = E(y_hat_m - y_m)^2 - E(y_orc_m - y_m)^2 = E(y_hat_m - y_orc_m)^2,
 

@@ -1,6 +1,6 @@
 """Figures 1-4 of the MoR paper (arXiv 2410.14183, Section 6 of v2), drawn from sweep results.
 
-What each figure plots follows the issue brief and the v1 reviews (``mor.md`` §7.1 [READ
+What each figure plots follows the issue brief and the v1 reviews (``docs/provenance.md`` §9 [READ
 reviews / brief]); the exact axes of the paper are [NOT FOUND]:
 
 - fig1: excess test risk vs prompt length n, one panel per K (2, 3, 5, 20); log-log axes.

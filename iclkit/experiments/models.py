@@ -8,16 +8,15 @@ and x_m).
 - ``"gpt2"``: a GPT-2-style decoder (pre-LayerNorm blocks, causal softmax attention through
   :func:`torch.nn.functional.scaled_dot_product_attention`, GELU MLP of width 4D, learned
   positional embeddings). The prompt is read in as the interleaved sequence
-  ``x_0, y_0, x_1, y_1, ..., x_n`` (Garg et al.'s format; ``mor.md`` §7.3 [RECON, community
+  ``x_0, y_0, x_1, y_1, ..., x_n`` (Garg et al.'s format; ``docs/provenance.md`` §9 [RECON, community
   default]): an x token is ``[x; 0]``, a y token ``[0; y]`` in R^{d+1}, mapped to R^D by a
   linear read-in; the prediction of y_m is read out (linear) at the token of x_m.
-- ``"relu_encoder"``: the ReLU-attention transformer of the theory (Bai et al. Def. 1, ``mor.md``
-  §3 [READ-Bai]): ``h_i <- h_i + sum_m (1/N_i) sum_j ReLU(<Q_m h_i, K_m h_j>) V_m h_j``. Token
+- ``"relu_encoder"``: the ReLU-attention transformer of the theory (Bai et al. Def. 1, ``docs/provenance.md`` §6 [READ-Bai]): ``h_i <- h_i + sum_m (1/N_i) sum_j ReLU(<Q_m h_i, K_m h_j>) V_m h_j``. Token
   layout ``[x_j; y_j; t_j]`` with ``t_j = 1`` for the n examples; to predict at every position in
   one pass, the sequence holds the n example tokens followed by one query token ``[x_m; 0; 0]``
   per position m, and a mask lets example token i see examples j <= i and query token m see
   examples j < m (query tokens are never keys). N_i is the number of keys token i sees (at
-  least 1): the paper's 1/N normalisation with the train mask (``mor.md`` §9.6 is ambiguous
+  least 1): the paper's 1/N normalisation with the train mask (``docs/provenance.md`` §6 is ambiguous
   between 1/n and 1/(n+1); this is the project's choice). The theory's model is attention-only
   (``mlp=False, norm=False``); MLP and LayerNorm are options that make training easier.
 

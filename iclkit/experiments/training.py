@@ -1,10 +1,10 @@
-"""Training a transformer on MoR prompts: the ERM pretraining of the MoR paper (``mor.md`` §5.1-5.2).
+"""Training a transformer on MoR prompts: the ERM pretraining of the MoR paper (``docs/provenance.md`` §8).
 
 The loss is the squared error averaged over all prompt positions 1..n (positions where at least
-one example is visible), as in Garg et al.'s and Bai et al.'s code (``mor.md`` §7.3 [RECON,
+one example is visible), as in Garg et al.'s and Bai et al.'s code (``docs/provenance.md`` §9 [RECON,
 community default]); the paper's own training settings are [NOT FOUND].
 
-Two data modes (``SPEC.md`` "Data"):
+Two data modes (``docs/provenance.md`` §2):
 
 - ``"fresh"``: new prompts every step, batch ``step`` drawn from stream ``(seed, "train")`` with
   :func:`iclkit.theory.mor.fresh_batch` (the population-loss regime);

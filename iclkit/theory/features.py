@@ -1,4 +1,4 @@
-"""Feature-token data model of Huang, Cheng, Liang (arXiv 2310.05249), ``dynamics.md`` §A.1.
+"""Feature-token data model of Huang, Cheng, Liang (arXiv 2310.05249), ``docs/provenance.md`` §11.
 
 Tokens are drawn from K orthonormal features ``v_1..v_K`` in R^d (K <= d; Definition 3.1 of the
 paper as quoted by a reviewer [READ-review]): ``Pr(x = v_k) = p_k``. Balanced data has
@@ -8,7 +8,7 @@ is [RECON]). A prompt is N tokens ``x_1..x_N`` plus a query ``x_{N+1}``, all i.i
 are ``y_i = <w, x_i>`` with one task vector w per prompt, ``E[w] = 0``, ``E[w w^T] = I_d``
 ([RECON]; only the second moment enters the population loss).
 
-The embedding (``dynamics.md`` §A.2 [RECON]) stacks tokens and labels, with label 0 in the
+The embedding (``docs/provenance.md`` §11 [RECON]) stacks tokens and labels, with label 0 in the
 query column::
 
     E = [[x_1 ... x_N x_query],

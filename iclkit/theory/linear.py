@@ -2,7 +2,7 @@
 
 Per prompt a task ``w ~ N(0, I_d)`` is drawn; covariates ``x_i, x_query ~ N(0, Lambda)`` i.i.d.;
 labels ``y_i = <w, x_i> + v_i`` with ``v_i ~ N(0, sigma^2)`` (ZFB train noiseless, ``sigma = 0``;
-``dynamics.md`` B.1 [READ-2nd]). The batch is returned as an :class:`~iclkit.theory.mor.MoRBatch`
+``docs/provenance.md`` §10 [READ-2nd]). The batch is returned as an :class:`~iclkit.theory.mor.MoRBatch`
 with one component (K = 1, ``betas[:, 0] = w``, ``z = 0``, ``pi = 1``), so code written for MoR
 prompts (e.g. Monte Carlo loss estimators) works unchanged.
 """

@@ -1,12 +1,12 @@
 """Risk and parameter-error metrics for MoR in-context learning.
 
 - Prediction MSE ``E(y_hat - y)^2`` and the *excess risk vs the oracle*
-  ``E(y_hat - y)^2 - E(y_orc - y)^2`` (``SPEC.md`` "Data"; the paper measures the transformer
-  relative to the oracle predictor, ``mor.md`` §1.1 [2nd]). Both come with a Monte Carlo
+  ``E(y_hat - y)^2 - E(y_orc - y)^2`` (``docs/provenance.md`` §2; the paper measures the transformer
+  relative to the oracle predictor, ``docs/provenance.md`` §2 [2nd]). Both come with a Monte Carlo
   standard error over prompts; the excess risk uses the paired per-prompt difference, which
   has a much smaller variance than the difference of two independent means.
 - Parameter error up to relabelling: components are identifiable only up to a permutation
-  (``mor.md`` §9.8), so the error is ``min_perm sqrt(sum_k ||beta_hat_perm(k) - beta_k||^2)``,
+  (``docs/provenance.md`` §2), so the error is ``min_perm sqrt(sum_k ||beta_hat_perm(k) - beta_k||^2)``,
   found with the Hungarian algorithm (any K; K <= 20 is the paper's range). In the symmetric
   two-component model this is the error up to sign.
 """
@@ -92,7 +92,7 @@ def excess_risk_vs_oracle(y_hat: torch.Tensor, y_oracle: torch.Tensor) -> RiskEs
 
     The identity holds whenever ``E[y | x, prompt, components] = y_orc``, which is the MoR model:
     the query's component z is drawn independently of the prompt and of x, so the cross term
-    ``2 E[(y_hat - y_orc)(y_orc - y)]`` vanishes (``mor.md`` §5.3 [RECON], here without needing
+    ``2 E[(y_hat - y_orc)(y_orc - y)]`` vanishes (``docs/provenance.md`` §3 [RECON], here without needing
     y_hat linear in x). It estimates the same quantity as :func:`excess_risk` with far smaller
     variance (the label noise and the mixture's label variance are integrated out), and it is
     never negative. ``tests/theory/test_metrics.py`` checks that the two agree.

@@ -1,6 +1,6 @@
 """Mixture of linear regressions (MoR): the data model of Jin, Balasubramanian, Lai (arXiv 2410.14183).
 
-The model (``mor.md`` §1.1 [2nd], ``SPEC.md`` "Data"): per prompt, components
+The model (``docs/provenance.md`` §2 [2nd]): per prompt, components
 ``beta_1..beta_K`` in R^d are drawn from a prior and mixing weights ``pi`` are fixed or drawn
 from a Dirichlet; per *sample* inside the prompt
 
@@ -10,7 +10,7 @@ for i = 1..n, and the query (x_{n+1}, y_{n+1}) is drawn the same way. The signal
 ratio eta is ``||beta|| / sigma`` in the symmetric two-component case (beta_2 = -beta_1,
 pi = (1/2, 1/2)) and ``R_min / sigma`` with ``R_min = min_{j != k} ||beta_j - beta_k||``
 (Kwon-Caramanis convention, [RECON]) for general K; for K = 1 it is ``||beta_1|| / sigma``.
-Given eta, sigma is set per prompt from that prompt's components (SPEC.md default).
+Given eta, sigma is set per prompt from that prompt's components (this project's default, docs/provenance.md §2).
 
 The oracle predictor is ``w_orc = sum_k pi_k beta_k`` ([2nd]: the best linear predictor when
 E[x x^T] = Lambda, since z_{n+1} is independent of x_{n+1}).

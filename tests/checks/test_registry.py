@@ -34,6 +34,10 @@ def dummy_checks() -> Iterator[None]:
         """A check that cannot run here."""
         raise R.CheckSkipped("needs a GPU")
 
+    @R.register("dummy.info", theorem="T4", mark="[RECON]")
+    def _i(ctx: R.CheckContext) -> R.Outcome:
+        return R.Outcome(True, 4, 4, "<= 4", info=True)
+
     @R.register("dummy.crash", theorem="T5", mark="[2nd]")
     def _c(ctx: R.CheckContext) -> R.Outcome:
         raise RuntimeError("boom")
@@ -58,7 +62,7 @@ def test_every_registered_check_is_well_formed() -> None:
 def test_select_by_name_group_and_commas(dummy_checks: None) -> None:
     assert [c.name for c in R.select_checks(["dummy.pass"])] == ["dummy.pass"]
     group = [c.name for c in R.select_checks(["dummy"])]
-    assert group[:2] == ["dummy.pass", "dummy.fail"] and len(group) == 4
+    assert group[:2] == ["dummy.pass", "dummy.fail"] and len(group) == 5
     assert [c.name for c in R.select_checks(["dummy.fail,dummy.pass"])] == [
         "dummy.fail",
         "dummy.pass",
@@ -77,7 +81,9 @@ def test_statuses(dummy_checks: None, tmp_path: Path) -> None:
     assert res["dummy.skipped"].details["reason"] == "needs a GPU"
     # a crash is a FAIL that keeps the error
     assert res["dummy.crash"].status == "FAIL" and "boom" in res["dummy.crash"].details["error"]
-    assert run.counts == {"PASS": 1, "FAIL": 2, "SKIPPED": 1} and run.failed
+    # a reported property is INFO, never counted as a pass
+    assert res["dummy.info"].status == "INFO"
+    assert run.counts == {"PASS": 1, "FAIL": 2, "INFO": 1, "SKIPPED": 1} and run.failed
     assert run.json_path == tmp_path / "report.json" and run.md_path.exists()
 
 
@@ -111,6 +117,7 @@ def test_result_dict_has_report_fields(dummy_checks: None) -> None:
     assert list(d) == [
         "name",
         "theorem",
+        "mark",
         "status",
         "measured",
         "expected",
@@ -118,7 +125,7 @@ def test_result_dict_has_report_fields(dummy_checks: None) -> None:
         "seconds",
         "details",
     ]
-    assert d["details"]["mark"] == "[2nd]"
+    assert d["mark"] == "[2nd]" and "mark" not in d["details"]
     assert d["details"]["nan"] is None  # NaN is not valid JSON: written as null
 
 

@@ -54,6 +54,7 @@ def test_table_lists_every_check_and_reasons() -> None:
     assert lines[0].split() == [
         "check",
         "theorem",
+        "mark",
         "measured",
         "expected",
         "tolerance",
@@ -64,7 +65,8 @@ def test_table_lists_every_check_and_reasons() -> None:
     assert "skipped: needs x" in text and "error: RuntimeError: boom" in text
     # the tolerance column shows the band; its reason stays in the report
     assert "reason" not in lines[2]
-    assert summary(_results()) == {"PASS": 1, "FAIL": 1, "SKIPPED": 1}
+    assert "[RECON]" in lines[3]  # the mark column
+    assert summary(_results()) == {"PASS": 1, "FAIL": 1, "INFO": 0, "SKIPPED": 1}
 
 
 def test_write_report(tmp_path: Path) -> None:
@@ -74,11 +76,13 @@ def test_write_report(tmp_path: Path) -> None:
         {"mode": "quick", "seed": 3, "seconds": 2.0, "iclkit_version": "0"},
     )
     data = json.loads(j.read_text())
-    assert data["summary"] == {"PASS": 1, "FAIL": 1, "SKIPPED": 1} and data["seed"] == 3
+    assert data["summary"] == {"PASS": 1, "FAIL": 1, "INFO": 0, "SKIPPED": 1}
+    assert data["seed"] == 3
     for row in data["checks"]:
         assert set(row) == {
             "name",
             "theorem",
+            "mark",
             "status",
             "measured",
             "expected",
@@ -87,6 +91,7 @@ def test_write_report(tmp_path: Path) -> None:
             "details",
         }
     assert data["checks"][1]["measured"] is None  # NaN -> null
+    assert [row["mark"] for row in data["checks"]] == ["[2nd]", "[RECON]", "[READ-2nd]"]
     assert data["checks"][0]["details"]["plots"] == ["em_a.png", "em_a.pdf"]
     md = m.read_text()
     assert "![em.a](em_a.png)" in md and "(em_a.pdf)" in md

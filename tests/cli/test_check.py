@@ -21,7 +21,9 @@ def test_check_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     text = capsys.readouterr().out
     assert rc == 0
-    assert "em.gradient_em_to_em" in text and "PASS" in text and "2 passed, 0 failed" in text
+    assert (
+        "em.gradient_em_to_em" in text and "PASS" in text and "2 passed, 0 failed, 0 info" in text
+    )
     data = json.loads((out / "report.json").read_text())
     assert data["mode"] == "quick" and data["seed"] == 3
     assert [c["name"] for c in data["checks"]] == CHEAP.split(",")
@@ -35,6 +37,22 @@ def test_check_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "em.rate_n_high_snr" in text
     # each check is followed by its description (the check function's docstring)
     assert "known-labels least squares" in text
+
+
+def test_check_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == [c.name for c in R.all_checks()]
+    for r in rows:
+        assert {"name", "theorem", "mark", "group"} <= set(r) and r["mark"]
+        assert r["name"].startswith(r["group"] + ".")
+
+
+def test_table_has_mark_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", "--only", "em.gradient_em_to_em", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[:3] == ["check", "theorem", "mark"]
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_gradient_em_with_many_inner_steps_equals_em(d: int, K: int, seed: int) 
 
 @given(d=st.integers(1, 5), seed=st.integers(0, 10**6))
 def test_symmetric_gradient_em_with_many_inner_steps_equals_tanh_em(d: int, seed: int) -> None:
-    """Closed form of the symmetric EM step (mor.md §2.3): beta = Sigma_hat^{-1} m with
+    """Closed form of the symmetric EM step (docs/provenance.md §4): beta = Sigma_hat^{-1} m with
     m = (1/n) sum_i tanh(y_i x_i^T beta / sigma^2) y_i x_i. alpha = 1 and n >= 40 d keep
     ||I - Sigma_hat|| well below 1, so 400 inner steps converge to round-off."""
     n = 40 * d + 40

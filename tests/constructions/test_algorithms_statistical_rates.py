@@ -1,4 +1,4 @@
-"""Statistical test of the high-SNR rate of gradient EM (mor.md §2.4, Kwon-Ho-Caramanis [READ
+"""Statistical test of the high-SNR rate of gradient EM (docs/provenance.md §5, Kwon-Ho-Caramanis [READ
 abstract]): at SNR eta >= C the final error of EM-type iterations from a local init is
 O(sqrt(d/n)).
 

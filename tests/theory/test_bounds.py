@@ -244,3 +244,13 @@ def test_softmax_scalings_marked_as_measurements() -> None:
         bounds.softmax_phase_scalings(5, 0.0)
     with pytest.raises(ParameterError, match="^p_dominant"):
         bounds.softmax_phase_scalings(5, 0.1, p_dominant=1.0)
+
+
+def test_gradient_em_iterations_slope() -> None:
+    gradient_em_iterations_slope = bounds.gradient_em_iterations_slope
+    # alpha = 0.2: the error shrinks by 0.8 per iteration, so log(n/d) costs 1/(2 log 1.25)
+    assert gradient_em_iterations_slope(0.2) == pytest.approx(1 / (2 * math.log(1.25)))
+    assert gradient_em_iterations_slope(0.5) < gradient_em_iterations_slope(0.2)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ParameterError, match="^alpha"):
+            gradient_em_iterations_slope(bad)

@@ -2,7 +2,7 @@
 
 - The loss depends on (U, u) through G = uU and is quadratic in G with
   ``grad_G L = A G Lambda - C`` (sympy matrix calculus, :func:`gradient_in_G`), so every global
-  minimiser has ``G* = A^{-1} C Lambda^{-1} = A^{-1} Lambda M1`` ([RECON] ``mor.md`` §6.5; linear
+  minimiser has ``G* = A^{-1} C Lambda^{-1} = A^{-1} Lambda M1`` ([RECON] ``docs/provenance.md`` §10; linear
   data: ``Gamma^{-1}``, ZFB Lemma 5.3 [READ-2nd]). This module solves ``A G Lambda = C`` with
   sympy: exactly (rational arithmetic, ``linsolve``) for d <= ``max_exact_d``, with ``nsolve``
   (mpmath Newton on the (U, u) equations) for larger d up to ``max_nsolve_d``, and says which.
@@ -13,7 +13,7 @@
   origin is a saddle (eigenvalues ``+-||C||_F``) unless C = 0; the optimum is stable with one zero
   eigenvalue along the rescaling symmetry ``(U, u) -> (e^-s U, e^s u)`` (transverse to the level set).
 - Isotropic case (Lambda = I): :func:`isotropic_optimum` derives ``G* = g* I`` symbolically;
-  ``g* = N ||pi||^2 c2 / ((N-1)||pi||^2 c2 + (d+2) c2 + sigma^2)`` ([RECON] ``mor.md`` §6.5), which
+  ``g* = N ||pi||^2 c2 / ((N-1)||pi||^2 c2 + (d+2) c2 + sigma^2)`` ([RECON] ``docs/provenance.md`` §10), which
   for linear data is ``N / (N + d + 1)`` (ZFB/Ahn [READ-2nd]).
 """
 
@@ -277,7 +277,7 @@ def zfb_pl_constant(moments: LSAMoments, U0: np.ndarray, scale: float) -> float:
     ``mu = s^2 sqrt(d) ||Lambda||_op^2 tr(Gamma^-1 Lambda^-1) tr(Lambda^-1)
     / (||Lambda Theta||_F^2 [2 - sqrt(d) s^2 ||Gamma||_op])`` with ``||Lambda Theta||_F^2 =
     tr(Lambda^2 U(0)) / s`` for the structured init ``U(0) = s Theta Theta^T``. Report it next to
-    the fitted rate; do not assert it (``dynamics.md`` B.8). nan when not applicable.
+    the fitted rate; do not assert it (``docs/provenance.md`` §10). nan when not applicable.
     """
     if moments.kind != "linear" or scale <= 0:
         return math.nan

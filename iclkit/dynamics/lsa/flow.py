@@ -5,7 +5,7 @@
 - :class:`FullLSAFlow`: theta = (W^KQ, W^PV), both (d+1) x (d+1), flattened; the gradient is
   autograd of the closed-form loss :func:`.lsa_loss.population_loss`.
 - :class:`ReducedLSAFlow`: (U, u) with the other blocks at 0 (ZFB Lemma 5.2 [READ-2nd]; MoR
-  [RECON] ``mor.md`` §6.4), hand-written matrix products
+  [RECON] ``docs/provenance.md`` §10), hand-written matrix products
   ``dU/dt = -u^2 A U Lambda + u C``, ``du/dt = -u tr(U^T A U Lambda) + tr(U^T C)``.
 - :class:`EigenLSAFlow` (this project's fast form of the same ODE): in the eigenbasis of Lambda,
   ``Lambda = V diag(lam) V^T``, A and C are diagonal (``a``, ``c``; isotropic prior), so with
@@ -17,7 +17,7 @@
 Every flow reports the loss, the effective matrix ``G = uU + p q^T`` (= uU on the reduced
 manifold) in the original basis, the gradient norm, and the conserved quantity
 ``||p||^2 + u^2 - ||U||_F^2 - ||q||^2`` (``u^2 - ||U||_F^2`` when p = q = 0; rescaling symmetry of
-the bilinear prediction, ZFB's balancedness [DERIVED, ``dynamics.md`` B.6]).
+the bilinear prediction, ZFB's balancedness [DERIVED, ``docs/provenance.md`` §10]).
 """
 
 from __future__ import annotations

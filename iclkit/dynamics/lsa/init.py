@@ -1,6 +1,6 @@
 """Initialisations of the LSA layer: ZFB Assumption 3.3 and its MoR analogue, and random ones.
 
-ZFB Assumption 3.3 [READ-2nd, ``dynamics.md`` B.4]: ``W^PV(0) = s [[0, 0], [0, 1]]``,
+ZFB Assumption 3.3 [READ-2nd, ``docs/provenance.md`` §10]: ``W^PV(0) = s [[0, 0], [0, 1]]``,
 ``W^KQ(0) = s [[Theta Theta^T, 0], [0, 0]]`` with ``||Theta Theta^T||_F = 1`` and ``Theta Lambda != 0``;
 Theorem 4.1 needs ``s^2 ||Gamma||_op sqrt(d) < 2`` [READ-2nd].
 

@@ -1,6 +1,6 @@
 """Closed-form population loss of one linear self-attention layer (ZFB eq. (3.8); MoR paper Sec. 5).
 
-Model (``dynamics.md`` B.2 [READ-2nd]): ``f(E) = E + W^PV E (E^T W^KQ E) / N``,
+Model (``docs/provenance.md`` §10 [READ-2nd]): ``f(E) = E + W^PV E (E^T W^KQ E) / N``,
 ``y_hat = f(E)[d+1, N+1]``; blocks ``W^PV = [[W11, p], [p^T.., u]]`` (last row ``(p^T, u)``),
 ``W^KQ = [[U, .], [q^T, .]]`` (first d columns ``(U; q^T)``). Expanding,
 

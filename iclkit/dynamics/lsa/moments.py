@@ -1,10 +1,10 @@
 """Data moments that the LSA population loss depends on (ZFB Sec. 3; MoR paper Sec. 5).
 
-The LSA prediction (``dynamics.md`` B.2 [READ-2nd]) only sees the prompt through
+The LSA prediction (``docs/provenance.md`` §10 [READ-2nd]) only sees the prompt through
 ``S = (1/N) sum_i x_i x_i^T``, ``a = (1/N) sum_i y_i x_i``, ``s = (1/N) sum_i y_i^2`` and the query.
 For data ``x ~ N(0, Lambda)``, ``y = x^T beta_z + v``, ``z ~ pi`` per sample, ``v ~ N(0, sigma^2)``
 and an isotropic component prior (Gaussian ``N(0, tau^2 I)`` or uniform on a sphere), the loss
-needs these moments ([RECON] ``mor.md`` §6.3, re-derived and checked here by sympy and MC):
+needs these moments ([RECON] ``docs/provenance.md`` §10, re-derived and checked here by sympy and MC):
 
     M1 = E[beta_bar beta_bar^T],  beta_bar = sum_k pi_k beta_k      (= c2 ||pi||^2 I; 0 if symmetric)
     M2 = E[sum_k pi_k beta_k beta_k^T]                              (= c2 I)

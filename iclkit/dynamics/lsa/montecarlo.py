@@ -3,7 +3,7 @@
 Prompts come from the foundation samplers (:func:`iclkit.theory.mor.sample_mor`,
 :func:`iclkit.theory.linear.sample_linear`); the prediction is computed literally from the
 embedding (:func:`.lsa_model.lsa_prediction`). The integrand ``(y_hat - y_q)^2`` is a degree-8
-polynomial in Gaussians, so it is heavy-tailed (``dynamics.md`` D.1): compare with
+polynomial in Gaussians, so it is heavy-tailed (``docs/provenance.md`` §10): compare with
 ``|difference| <= 4 se`` and use >= 1e5 prompts, never a fixed relative tolerance.
 """
 

@@ -1,4 +1,4 @@
-"""Exact population GD of softmax attention on reduced parameters (``dynamics.md`` §A.3, [RECON]).
+"""Exact population GD of softmax attention on reduced parameters (``docs/provenance.md`` §11, [RECON]).
 
 The columns of ``Z = V^T Q V`` whose query features share a probability follow one exact
 reduced dynamics (:class:`ColumnType`), and when the initialisation is symmetric within each

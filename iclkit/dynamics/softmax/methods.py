@@ -1,4 +1,4 @@
-"""The three simulators of softmax-attention GD, behind one interface (``dynamics.md`` §A.3-A.5).
+"""The three simulators of softmax-attention GD, behind one interface (``docs/provenance.md`` §11).
 
 Each holds the GD state and, per step, evaluates the gradient (:meth:`GDMethod.evaluate`),
 reports what it sees at a record step (:meth:`GDMethod.observe`) and takes the step

@@ -1,6 +1,6 @@
 """One-layer softmax attention of Huang, Cheng, Liang (arXiv 2310.05249) and its loss, §A.2-A.3.
 
-Model ([RECON], ``dynamics.md`` §A.2; value matrix fixed with v = 1 and key-query merged into one
+Model ([RECON], ``docs/provenance.md`` §11; value matrix fixed with v = 1 and key-query merged into one
 trained matrix Q are [READ-review])::
 
     F(E; Q) = E + W^PV E softmax(E^T W^KQ E),   W^PV = [[0, 0], [0, 1]],  W^KQ = [[Q, 0], [0, 0]],
@@ -97,7 +97,7 @@ class SoftmaxAttention(nn.Module):
     """The one-layer model with the single trained matrix Q (d, d), float64 by default.
 
     ``forward(E)`` returns ``y_hat`` of shape (B,). ``Q`` starts at ``Q0`` (default zero, the
-    initialisation recalled in ``dynamics.md`` §A.3 [RECON]).
+    initialisation recalled in ``docs/provenance.md`` §11 [RECON]).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Phase detection on softmax-attention GD trajectories (Huang, Cheng, Liang; ``dynamics.md`` §A.4-A.5).
+"""Phase detection on softmax-attention GD trajectories (Huang, Cheng, Liang; ``docs/provenance.md`` §11).
 
 What is the paper's ([READ] abstract, [READ-review]): balanced features converge in **two
 phases**; with imbalanced features, queries of the dominant feature converge first in **one

@@ -1,4 +1,4 @@
-"""Figures of the softmax-attention GD dynamics (``dynamics.md`` §A.7: the paper's figure was NOT
+"""Figures of the softmax-attention GD dynamics (``docs/provenance.md`` §11: the paper's figure was NOT
 read; these are this project's analogues, not a reproduction).
 
 * :func:`plot_loss`: loss per query type vs eta t (log-log);

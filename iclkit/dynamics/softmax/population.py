@@ -1,6 +1,6 @@
 """Exact population loss and gradient of the softmax-attention model on Z = V^T Q V, §A.3.
 
-All formulas here are [RECON] (``dynamics.md`` §A.3; derived in this project and checked against
+All formulas here are [RECON] (``docs/provenance.md`` §11; derived in this project and checked against
 autograd of the full model and finite differences in the tests, not read from the paper).
 
 With orthonormal features and ``E[w w^T] = I``, the loss depends on Q only through

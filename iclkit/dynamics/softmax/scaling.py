@@ -1,4 +1,4 @@
-"""Scaling of the phase times with K (``dynamics.md`` §A.4-A.5, measured scalings, [RECON]).
+"""Scaling of the phase times with K (``docs/provenance.md`` §11, measured scalings, [RECON]).
 
 The paper's bounds are quadratic in K ([READ-review]: "the bounds on T* have quadratic dependence
 on K"); the explicit theorem bounds could not be read. This module measures the event times of

@@ -36,8 +36,10 @@ from .lsa import (
     lsa_mor_optimum,
 )
 from .mor import (
+    THEOREM_3_1_MAX_HEADS,
     TwoMixtureRates,
     generalization_bound,
+    gradient_em_iterations_slope,
     theorem_3_1_conditions,
     theorem_3_1_error_bound,
     theorem_3_1_layers,
@@ -47,6 +49,7 @@ from .results import UNKNOWN_CONSTANT, Condition, ConditionReport, LayerCount, R
 from .softmax import PhaseScalings, softmax_phase_scalings
 
 __all__ = [
+    "THEOREM_3_1_MAX_HEADS",
     "UNKNOWN_CONSTANT",
     "Condition",
     "ConditionReport",
@@ -57,6 +60,7 @@ __all__ = [
     "RateBound",
     "TwoMixtureRates",
     "generalization_bound",
+    "gradient_em_iterations_slope",
     "lsa_convergence_condition",
     "lsa_fixed_point",
     "lsa_gamma",

@@ -44,7 +44,7 @@ def lsa_convergence_condition(
 
     ``s`` is the scale of the structured initialisation (ZFB Assumption 3.3:
     ``W^PV(0) = s diag(0_d, 1)``, ``W^KQ(0) = s diag(Theta Theta^T, 0)``). For MoR data the
-    analogous condition is [RECON] (``mor.md`` §6.5).
+    analogous condition is [RECON] (``docs/provenance.md`` §10).
     """
     s = check_real(s, "s", minimum=0.0, strict_minimum=True)
     gam = lsa_gamma(Lambda, N)
@@ -64,7 +64,7 @@ class LSAFixedPoint:
     G_star : (d, d) ``u U -> Gamma^-1``
     c : float ``[tr(Gamma^-2)]^(1/4)``
     W_KQ, W_PV : (d+1, d+1) limits ``c^-1 diag(Gamma^-1, 0)`` and ``c diag(0_d, 1)``
-    loss_star : float ``1/2 (tr Lambda - tr(Gamma^-1 Lambda^2))`` [DERIVED in dynamics.md B.7]
+    loss_star : float ``1/2 (tr Lambda - tr(Gamma^-1 Lambda^2))`` [DERIVED in docs/provenance.md §10]
     """
 
     Gamma: np.ndarray
@@ -117,7 +117,7 @@ def lsa_mor_optimum(
     sigma: float,
     N: int,
 ) -> LSAMoROptimum:
-    """Optimum of the LSA population loss for MoR prompts (``mor.md`` §6.3-6.5 [RECON, MC-checked]).
+    """Optimum of the LSA population loss for MoR prompts (``docs/provenance.md`` §10 [RECON, MC-checked]).
 
     ``A = (1/N)(2 Lambda M2 Lambda + (tr(Lambda M2) + sigma^2) Lambda) + (1 - 1/N) Lambda M1 Lambda``,
     ``C = Lambda M1 Lambda``, ``L(G) = 1/2 [tr(G^T A G Lambda) - 2 tr(G^T C) + tr(Lambda M2) + sigma^2]``,

@@ -29,8 +29,10 @@ from ..validation import (
 from .results import UNKNOWN_CONSTANT, Condition, ConditionReport, LayerCount, RateBound
 
 __all__ = [
+    "THEOREM_3_1_MAX_HEADS",
     "TwoMixtureRates",
     "generalization_bound",
+    "gradient_em_iterations_slope",
     "theorem_3_1_conditions",
     "theorem_3_1_error_bound",
     "theorem_3_1_layers",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 Regime = Literal["high", "middle", "low"]
+
+#: Heads per attention layer that MoR Theorem 3.1's transformer may use, ``M^(l) <= 4`` [2nd].
+THEOREM_3_1_MAX_HEADS = 4
 
 
 def _delta(delta: float) -> float:
@@ -77,7 +82,7 @@ def theorem_3_1_conditions(
 
     ``n >= C max{ d log^2(d K^2 / delta), (K^2 / delta)^(1/3), (d / pi_min) log(K^2 / delta) }``
     and ``eta >= C K rho_pi log(K rho_pi)`` with ``rho_pi = pi_max / pi_min`` and
-    ``eta = R_min / sigma`` (``mor.md`` §4.4 [2nd]; the SNR definition is [RECON]).
+    ``eta = R_min / sigma`` (``docs/provenance.md`` §7 [2nd]; the SNR definition is [RECON]).
     C is the paper's unspecified "sufficiently large constant".
 
     Parameters
@@ -127,7 +132,7 @@ def theorem_3_1_error_bound(
                 <= C sqrt(log(d/delta)) ( sqrt(d K rho_pi^2 log^2(n K^2/delta) / n)
                                           + sqrt(d K log(K^2/delta) / (n pi_min)) ).
 
-    (``mor.md`` §4.4, a close transcription of a third-party note [2nd]. The note also has a
+    (``docs/provenance.md`` §7, a close transcription of a third-party note [2nd]. The note also has a
     garbled fragment "Delta_y <= ||w*_max||_2 / sqrt(n)": the bound may be relative to
     ``||w*_max||``; checks therefore fit C on data with ``||beta_k|| = 1``.)
     The constant is unknown (O(.) in the paper).
@@ -155,7 +160,7 @@ def theorem_3_1_error_bound(
 def theorem_3_1_layers(n: int, d: int, T: int, *, C: float = 1.0) -> LayerCount:
     """Depth of the Theorem 3.1 transformer: ``L = O(T log(n/d))`` with <= 4 heads per layer [2nd].
 
-    Whether T counts inner gradient steps or outer EM iterations is ambiguous (``mor.md`` §4.3).
+    Whether T counts inner gradient steps or outer EM iterations is ambiguous (``docs/provenance.md`` §7).
     Requires n > d (log(n/d) > 0).
     """
     n = check_int(n, "n", minimum=2)
@@ -196,7 +201,7 @@ def two_mixture_rates(n: int, d: int, snr: float, *, C: float = 1.0) -> TwoMixtu
     """EM rates for the symmetric two-component MoR by SNR regime.
 
     The table is Kwon, Ho, Caramanis (AISTATS 2021) [READ abstract]; that the MoR paper's
-    two-mixture theorems (3.2/3.3) inherit it is [RECON] (``mor.md`` §2.4, §4.5):
+    two-mixture theorems (3.2/3.3) inherit it is [RECON] (``docs/provenance.md`` §5):
 
     ==========================  =========================  =========================
     regime (eta = ||beta||/sigma)  EM iterations             final error
@@ -310,3 +315,24 @@ def generalization_bound(
         probability=1.0 - xi,
         exponent={"B": -0.5, "L": 1.0},
     )
+
+
+def gradient_em_iterations_slope(alpha: float) -> float:
+    """Slope of the iterations gradient EM needs vs ``log(n/d)`` at step ``alpha`` [RECON].
+
+    This project's reading of the ``log(n/d)`` factor of MoR Theorem 3.1's depth and of the
+    two-mixture iteration count (``docs/provenance.md`` §5): near the high-SNR fixed point the
+    error contracts by about ``kappa = 1 - alpha`` per iteration (exact EM contracts by
+    ``O(eta^-2)``), so reaching a fixed multiple of the statistical floor ``sqrt(d/n)`` from a
+    fixed start takes ``t*(n) ~ log(rho / sqrt(d/n)) / log(1/kappa)``, whose slope in
+    ``log(n/d)`` is ``1 / (2 log(1/(1 - alpha)))``.
+
+    Parameters
+    ----------
+    alpha : float
+        Step size, ``0 < alpha < 1`` (then ``0 < kappa < 1``).
+    """
+    alpha = check_real(
+        alpha, "alpha", minimum=0.0, maximum=1.0, strict_minimum=True, strict_maximum=True
+    )
+    return 1.0 / (2.0 * math.log(1.0 / (1.0 - alpha)))

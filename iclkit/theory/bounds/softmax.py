@@ -30,7 +30,7 @@ UNDER_REPRESENTED_PHASE1_FACTOR = 3.0
 class PhaseScalings:
     """Phase-time scalings of one-layer softmax attention GD (units of eta * t) [MEASURED].
 
-    These are this project's derivations and measurements (``dynamics.md`` A.4-A.5), **not** the
+    These are this project's derivations and measurements (``docs/provenance.md`` §11), **not** the
     theorems of Huang-Cheng-Liang, whose explicit phase-time bounds were not readable.
 
     Attributes

@@ -11,7 +11,7 @@ from iclkit.theory.validation import ParameterError
 
 
 def test_reduced_weights_give_preconditioned_gd_step() -> None:
-    # dynamics.md B.2: with w21^PV = w21^KQ = 0, y_hat = u a^T U x_q, a = (1/N) sum y_i x_i
+    # docs/provenance.md §10: with w21^PV = w21^KQ = 0, y_hat = u a^T U x_q, a = (1/N) sum y_i x_i
     batch = sample_linear(LinearConfig(d=3, n=6), 4, seed=0)
     g = torch.Generator().manual_seed(1)
     U = torch.randn(3, 3, generator=g, dtype=torch.float64)

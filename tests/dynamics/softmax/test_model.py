@@ -1,6 +1,6 @@
 """Tests of the one-layer softmax attention model (iclkit.dynamics.softmax.model).
 
-The central check (dynamics.md §D Paper A item 1): the closed-form population gradient on
+The central check (docs/provenance.md §11): the closed-form population gradient on
 Z = V^T Q V equals autograd of the full d x d model and finite differences. The full model's
 population loss is computed independently of the closed form: by enumerating every token
 sequence (K^(N+1) of them, with their probabilities) and the d task vectors w = sqrt(d) e_j

@@ -26,7 +26,7 @@ def test_balanced_two_phases_and_one_over_t_convergence():
     ev = q.events
     assert 0 < ev["half_attention"] < ev["convergence_regime"] < ev["loss_eps"]
     assert q.events_ordered
-    # last phase: L ~ K / (4 eta t) (dynamics.md §A.4), fitted log-log slope in [-1.1, -0.9]
+    # last phase: L ~ K / (4 eta t) (docs/provenance.md §11), fitted log-log slope in [-1.1, -0.9]
     assert q.final_loss_slope is not None and -1.1 <= q.final_loss_slope <= -0.9
     # and t * L(t) -> K/4 in units of eta t (within 10% at the end: the shift by the phase-I
     # time is ~T1 / t = 2% there, the 1 - 1/K and N corrections are a few % more)
@@ -73,7 +73,7 @@ def test_dominant_time_to_eps_independent_of_K():
     for K in (10, 20, 40):
         tr = _exact(K, 1000, p_dominant=0.5, eta=1.0, max_time=800)
         times.append(detect_phases(tr, eps=1e-3).by_query("dominant").events["loss_eps"])
-    # dynamics.md §A.5 measured 534-590 for K = 10..80 at N = inf; claim: within 20%
+    # docs/provenance.md §11 measured 534-590 for K = 10..80 at N = inf; claim: within 20%
     assert max(times) / min(times) < 1.2
 
 

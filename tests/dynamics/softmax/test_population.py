@@ -39,7 +39,7 @@ def test_count_table_truncation_bounds_dropped_mass():
 
 
 def test_balanced_gradient_matches_one_dimensional_binomial_sum():
-    """dynamics.md §A.4: with Z_kk = A, Z_nk = B = -A/(K-1), s = A - B, c ~ Bin(N, 1/K),
+    """docs/provenance.md §11: with Z_kk = A, Z_nk = B = -A/(K-1), s = A - B, c ~ Bin(N, 1/K),
     R = N - c, q = 1/(K-1): alpha_k = c e^s / (c e^s + R),
     S2 = (R(1-q) + R^2 q) / (c e^s + R)^2, dL/dA = -(1/K) E[alpha_k((1-alpha_k)^2 + S2)]."""
     K, N, A = 6, 25, 0.7

@@ -11,7 +11,7 @@ from iclkit.theory.validation import ParameterError
 
 def test_balanced_time_to_half_attention_scales_like_K_squared():
     res = phase_time_scaling([5, 10, 20, 40], N=1000, method="exact", eps=0.05)
-    # dynamics.md §A.4: T1 ~ (1.15-1.45) K^2 / eta; the band for the fitted slope
+    # docs/provenance.md §11: T1 ~ (1.15-1.45) K^2 / eta; the band for the fitted slope
     slope = res.slopes["balanced:half_attention"]
     assert 1.8 <= slope <= 2.2
     assert np.all(np.diff(res.times["balanced:half_attention"]) > 0)

@@ -80,7 +80,7 @@ def test_monte_carlo_agrees_with_exact():
 
 
 def test_exact_tends_to_mean_field_as_N_grows():
-    # time to Attn_k = 1/2, balanced K = 10 (dynamics.md §A.4: 191, 158, 147, 145 -> 143.9)
+    # time to Attn_k = 1/2, balanced K = 10 (docs/provenance.md §11: 191, 158, 147, 145 -> 143.9)
     fc_mf = FeatureConfig(K=10, N=10)
     t_mf = _half_time(_run(fc_mf, method="mean-field", eta=1.0, max_time=400))
     gaps = []
@@ -100,7 +100,7 @@ def _half_time(tr):
 def test_phase_times_do_not_depend_on_small_eta():
     # GD tracks the gradient flow: the time to Attn_k = 1/2 in units of eta t (interpolated
     # between records) agrees within 2% for eta in {0.25, 1, 4} (measured spread 0.4%;
-    # dynamics.md §A.7: 544.7 / 546 / 550 at K = 20)
+    # docs/provenance.md §11: 544.7 / 546 / 550 at K = 20)
     times = []
     for eta in (0.25, 1.0, 4.0):
         tr = _run(FeatureConfig(K=16, N=400), method="exact", eta=eta, max_time=500)

@@ -1,0 +1,210 @@
+"""Fault tests: every registered check FAILs, through its own criterion, under a plausible fault.
+
+Each case injects one fault through the check's ``params`` (or, for the head count, through a
+realistic mutant of the construction) and asserts on the measured quantity that crossed the
+band, not only on the status. ``pytest -m fault`` runs them all; a last test asserts that the
+cases cover every check that ``iclkit check --list`` prints. The grids are small so that all of
+them together take well under two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from iclkit.checks.registry import CheckResult, run_check
+from iclkit.cli import main
+from iclkit.constructions.gradient_em_transformer import heads as construction_heads
+from iclkit.theory.bounds import lsa_fixed_point
+
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("one_torch_thread")]
+
+
+def _measured(r: CheckResult) -> float:
+    assert r.measured is not None, r.details
+    return float(r.measured)
+
+
+def _band(r: CheckResult) -> tuple[float, float]:
+    low, high = r.details["band"]
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: the check, its params, what the fault is, and the assertion on the
+    measured value that must have crossed the check's band."""
+
+    check: str
+    params: dict[str, Any]
+    what: str
+    crossed: Callable[[CheckResult], bool]
+    patch: dict[str, Any] = field(default_factory=dict)
+
+
+def _ar(d: int = 4, r: float = 0.8) -> np.ndarray:
+    return np.array([[r ** abs(i - j) for j in range(d)] for i in range(d)])
+
+
+_TIMES = np.logspace(0, 12, 400)
+
+FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "em.rate_n_high_snr",
+        {"ns": [200, 800, 3200], "seed_groups": (4, 8), "alpha": 0.05},
+        "step 0.05 for 10 iterations: the error stays near the start, no decay in n",
+        lambda r: _measured(r) > _band(r)[1],
+    ),
+    Fault(
+        "em.rate_d",
+        {"ds": [2, 8, 32], "n": 1000, "seed_groups": (4, 8), "alpha": 0.05},
+        "step 0.05: the error is the start's, the same for every d",
+        lambda r: _measured(r) < _band(r)[0] and r.details["ci_outside_band"],
+    ),
+    Fault(
+        "em.rate_n_low_snr",
+        {"ns": [250, 1000, 4000], "seed_groups": (4, 8), "T_outer": 2},
+        "too few iterations (2 instead of 2 sqrt(n/d) + 20): the random start is kept",
+        lambda r: _measured(r) > _band(r)[1] and r.details["ci_outside_band"],
+    ),
+    Fault(
+        "em.iterations_vs_log_n_over_d",
+        {"alpha_algorithm": 0.5, "ns": [200, 800, 3200], "prompts": 32},
+        "the algorithm runs step 0.5 while the prediction assumes 0.2",
+        lambda r: r.details["rel_error"] > 0.2,
+    ),
+    Fault(
+        "em.loglik_monotone",
+        {"step_noise": 0.1, "T": 5, "prompts": 8},
+        "a perturbed EM iterate (Gaussian noise 0.1 added after every M-step)",
+        lambda r: _measured(r) < -1e-10,
+    ),
+    Fault(
+        "em.gradient_em_to_em",
+        {"T_inner": 2},
+        "too few inner steps (2 instead of 1000)",
+        lambda r: _measured(r) > 1e-8,
+    ),
+    Fault(
+        "em.thm31_probability",
+        {"T_outer": 2, "T_inner": 1, "alpha": 0.3, "prompts": 100, "tested_n": [3200]},
+        "too few iterations at a small step: the error stops following the rate in n",
+        lambda r: _measured(r) < 0.91 - 3 * math.sqrt(0.91 * 0.09 / 100),
+    ),
+    Fault(
+        "construction.equals_surrogate",
+        {"construction_alpha": 0.5},
+        "the transformer built with step 0.5, the reference with 1",
+        lambda r: _measured(r) > 1e-9,
+    ),
+    Fault(
+        "construction.heads_and_depth",
+        {},
+        "a mutant construction packing 8 heads per layer",
+        lambda r: _measured(r) > 4,
+        patch={"MAX_HEADS": 8},
+    ),
+    Fault(
+        "construction.gap_within_certificate",
+        {"construction_alpha": 0.5},
+        "the transformer built with step 0.5, the exact gradient EM with 1",
+        lambda r: _measured(r) > 1.0,
+    ),
+    Fault(
+        "construction.rate_n",
+        {"ns": [25, 50, 100], "seed_groups": (2, 4), "construction_alpha": 0.3},
+        "the transformer built with step 0.3: 4 iterations do not reach the statistical floor",
+        lambda r: _measured(r) > _band(r)[1],
+    ),
+    Fault(
+        "lsa.zfb_fixed_point",
+        {"horizon": 5.0},
+        "the flow stopped early (t = 5)",
+        lambda r: _measured(r) > 1e-8,
+    ),
+    Fault(
+        "lsa.mor_optimum",
+        {"m1_scale": 1.05},
+        "the reference optimum with a mis-scaled moment M1 (x 1.05)",
+        lambda r: _measured(r) > 1e-8,
+    ),
+    Fault(
+        "lsa.loss_monte_carlo",
+        {"W_KQ": 1.2 * lsa_fixed_point(_ar(), 10).W_KQ, "n_prompts": 100_000},
+        "weights 20% off the optimum",
+        lambda r: _measured(r) > 4.0,
+    ),
+    Fault(
+        "lsa.linear_rate",
+        {"trajectory": (_TIMES, 1.0 / _TIMES)},
+        "a trajectory with a 1/t tail instead of an exponential one",
+        lambda r: _measured(r) < 0.98,
+    ),
+    Fault(
+        "softmax.phase1_K2",
+        {"eta": 40.0},
+        "step 40: GD leaves its flow, phase times shift off the reference ODE",
+        lambda r: r.details["max_relative_deviation"] > 0.02,
+    ),
+    Fault(
+        "softmax.last_phase_rate",
+        {"N": 20},
+        "prompts of 20 tokens: the finite-N floor flattens the tail",
+        lambda r: _measured(r) > -0.9,
+    ),
+    Fault(
+        "softmax.imbalanced_stagewise",
+        {"max_time": 100.0},
+        "too few iterations (eta t = 100): the dominant queries never reach eps",
+        lambda r: math.isinf(_measured(r)),
+    ),
+    Fault(
+        "softmax.gd_tracks_flow",
+        {"etas": (0.5, 40.0)},
+        "step 40: GD is far from its flow",
+        lambda r: _measured(r) > 0.02,
+    ),
+    Fault(
+        "generalization.gap_vs_B",
+        {"gaps": [[1.0, 1.1, 0.9], [1.05, 0.95, 1.0], [1.0, 1.02, 0.98]]},
+        "a synthetic gap that does not decay in B (slope 0)",
+        lambda r: _measured(r) > _band(r)[1],
+    ),
+    Fault(
+        "generalization.gap_vs_L",
+        {"gaps": [[1.0, 1.1, 0.9], [4.0, 4.2, 3.9], [16.0, 15.5, 16.4]]},
+        "a synthetic gap growing like L^2",
+        lambda r: _measured(r) > _band(r)[1],
+    ),
+)
+
+
+@pytest.fixture
+def patched(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Apply a fault's module-level patch to the construction's head packing."""
+    for attr, value in request.param.items():
+        monkeypatch.setattr(construction_heads, attr, value)
+    yield
+
+
+@pytest.mark.parametrize(
+    ("fault", "patched"), [(f, f.patch) for f in FAULTS], ids=[f.check for f in FAULTS],
+    indirect=["patched"],
+)  # fmt: skip
+def test_check_fails_under_fault(fault: Fault, patched: None) -> None:
+    r = run_check(fault.check, params=fault.params)
+    assert r.status == "FAIL", (fault.what, r.measured, r.details)
+    assert "error" not in r.details, r.details  # failed through its criterion, not a crash
+    assert fault.crossed(r), (fault.what, r.measured, r.details)
+
+
+def test_faults_cover_every_listed_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--list", "--json"]) == 0
+    listed = {json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()}
+    assert listed == {f.check for f in FAULTS}
