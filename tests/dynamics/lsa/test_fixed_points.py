@@ -36,11 +36,11 @@ def test_isotropic_symbolic_optimum() -> None:
         if s.name == name
     }
     g = g.subs(subs)
-    # linear data (c2 = rho = 1, sigma = 0): N / (N + d + 1)  (ZFB / Ahn, dynamics.md B.7, B.11)
+    # linear data (c2 = rho = 1, sigma = 0): N / (N + d + 1)  (ZFB / Ahn, docs/provenance.md §10)
     assert sp.simplify(g.subs({c2: 1, rho: 1, sigma: 0}) - N / (N + d + 1)) == 0
-    # MoR, mor.md §6.5 [RECON]: N rho / ((N-1) rho + d + 2 + sigma^2/c2)
+    # MoR, docs/provenance.md §10 [RECON]: N rho / ((N-1) rho + d + 2 + sigma^2/c2)
     assert sp.simplify(g - N * rho / ((N - 1) * rho + d + 2 + sigma**2 / c2)) == 0
-    # Mahankali (dynamics.md B.11, derived): noise gives N / (N + d + 1 + sigma^2)
+    # Mahankali (docs/provenance.md §10, derived): noise gives N / (N + d + 1 + sigma^2)
     assert sp.simplify(g.subs({c2: 1, rho: 1}) - N / (N + d + 1 + sigma**2)) == 0
 
 

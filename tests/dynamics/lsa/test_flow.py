@@ -26,7 +26,7 @@ def _moments() -> list[LSAMoments]:
 
 @pytest.mark.parametrize("m", _moments())
 def test_full_gradient_matches_finite_differences(m: LSAMoments) -> None:
-    # dynamics.md D.2: central differences h = 1e-6 are accurate to ~1e-9 relative here
+    # docs/provenance.md §10: central differences h = 1e-6 are accurate to ~1e-9 relative here
     flow = FullLSAFlow(m)
     init = random_init(m, 1.0, seed=3, blocks="all")
     y = flow.initial_state(init)

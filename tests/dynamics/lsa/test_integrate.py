@@ -23,7 +23,7 @@ def _gamma_inv(lam: np.ndarray, N: int) -> np.ndarray:
 
 
 def _mor_g_star(cfg: MoRConfig) -> np.ndarray:
-    # mor.md §6.5 [RECON]: G* = A^-1 Lambda M1 with A, M1 typed out here for the Gaussian prior
+    # docs/provenance.md §10 [RECON]: G* = A^-1 Lambda M1 with A, M1 typed out here for the Gaussian prior
     lam = cfg.Lambda_matrix().numpy()
     N = cfg.n
     tau2 = cfg.prior_scale**2
@@ -95,7 +95,7 @@ def test_full_flow_from_random_init_may_stop_at_a_non_global_point() -> None:
 
 
 def test_conservation_along_the_trajectory() -> None:
-    # dynamics.md D.3: |u^2 - ||U||_F^2| <= 1e-10 with rtol 1e-12 (DOP853)
+    # docs/provenance.md §10: |u^2 - ||U||_F^2| <= 1e-10 with rtol 1e-12 (DOP853)
     lam = np.array([[1.0, 0.3, 0.0], [0.3, 0.8, 0.1], [0.0, 0.1, 0.6]])
     m = LSAMoments.mor(
         MoRConfig(d=3, K=2, n=8, sigma=0.5, pi=(0.6, 0.4), Lambda=tuple(map(tuple, lam)))

@@ -18,7 +18,7 @@ def _weights(d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_isotropic_minimum_value_exact() -> None:
-    # dynamics.md B.7: Lambda = I gives L* = (d/2)(d+1)/(N+d+1) exactly
+    # docs/provenance.md §10: Lambda = I gives L* = (d/2)(d+1)/(N+d+1) exactly
     for d, N in [(1, 1), (3, 7), (20, 40)]:
         m = LSAMoments.linear(d, N)
         assert m.loss_star == pytest.approx(d / 2 * (d + 1) / (N + d + 1), rel=1e-13)

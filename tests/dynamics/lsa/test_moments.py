@@ -11,7 +11,7 @@ from iclkit.theory.validation import ParameterError
 
 
 def test_linear_reduces_to_zfb_gamma() -> None:
-    # dynamics.md B.5 [READ-2nd]: K = 1, sigma = 0, M1 = M2 = I gives A = Gamma Lambda with
+    # docs/provenance.md §10 [READ-2nd]: K = 1, sigma = 0, M1 = M2 = I gives A = Gamma Lambda with
     # Gamma = (1 + 1/N) Lambda + tr(Lambda)/N I; typed here independently of the module.
     lam = np.array([[1.5, 0.2, 0.0], [0.2, 1.0, 0.1], [0.0, 0.1, 0.5]])
     N = 7
@@ -21,13 +21,13 @@ def test_linear_reduces_to_zfb_gamma() -> None:
     np.testing.assert_allclose(m.C, lam @ lam, rtol=1e-14)
     np.testing.assert_allclose(m.Gamma, gamma, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(m.G_star, np.linalg.inv(gamma), rtol=1e-12)
-    # L* = (1/2)(tr Lambda - tr(Gamma^-1 Lambda^2)) (dynamics.md B.7)
+    # L* = (1/2)(tr Lambda - tr(Gamma^-1 Lambda^2)) (docs/provenance.md §10)
     ref = 0.5 * (np.trace(lam) - np.trace(np.linalg.inv(gamma) @ lam @ lam))
     assert m.loss_star == pytest.approx(ref, rel=1e-13)
 
 
 def test_mor_isotropic_optimum_matches_notes() -> None:
-    # mor.md §6.5 [RECON]: g* = N||pi||^2 / ((N-1)||pi||^2 + d + 2 + sigma^2/tau^2)
+    # docs/provenance.md §10 [RECON]: g* = N||pi||^2 / ((N-1)||pi||^2 + d + 2 + sigma^2/tau^2)
     d, N, pi, sigma, tau = 4, 10, (0.5, 0.3, 0.2), 0.5, 1.3
     m = LSAMoments.mor(MoRConfig(d=d, K=3, n=N, sigma=sigma, pi=pi, prior_scale=tau))
     r = sum(p * p for p in pi)

@@ -1,4 +1,4 @@
-"""Closed-form LSA loss == Monte Carlo over sampled prompts (dynamics.md D.1)."""
+"""Closed-form LSA loss == Monte Carlo over sampled prompts (docs/provenance.md §10)."""
 
 from __future__ import annotations
 
