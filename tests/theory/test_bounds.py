@@ -182,7 +182,7 @@ def test_lsa_condition_and_fixed_point_isotropic() -> None:
 
 def test_lsa_fixed_point_is_stationary_non_isotropic() -> None:
     # independent check: the gradient of 2L(B) = tr(B Lam B^T Gam Lam) - 2 tr(B Lam^2) + tr Lam
-    # (dynamics.md B.5) vanishes at B = Gamma^-1
+    # (docs/provenance.md §10) vanishes at B = Gamma^-1
     lam = np.array([[1.0, 0.8, 0.64], [0.8, 1.0, 0.8], [0.64, 0.8, 1.0]])
     fp = bounds.lsa_fixed_point(lam, 15)
     G = fp.G_star
