@@ -55,9 +55,7 @@ def _run(K: int, N: int, eta: float, **kw: Any) -> tuple[SoftmaxResult, PhaseRep
     """Exact population GD on K balanced (or ``p_mode``) features and its phase report."""
     fc_kw = {k: kw.pop(k) for k in ("p_mode", "p_dominant") if k in kw}
     traj = simulate_softmax(
-        SoftmaxConfig(
-            features=FeatureConfig(K=K, N=N, **fc_kw), eta=eta, method="exact", **kw
-        )
+        SoftmaxConfig(features=FeatureConfig(K=K, N=N, **fc_kw), eta=eta, method="exact", **kw)
     )
     return traj, detect_phases(traj, eps=EPS)
 
