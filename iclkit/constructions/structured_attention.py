@@ -186,7 +186,6 @@ def structured_heads(
     u_q = torch.einsum("bmr,mrd->bmd", torch.einsum("bd,mrd->bmr", ref, Q[sq]), K[sq])
     scores = phi(torch.bmm(H, torch.cat([u_k, u_q], 1).transpose(1, 2)))  # (B, N, a + e)
     a = sk.numel()
-    acc = H.new_zeros(B, N, c)
     if a:
         read_v = V[sk].ne(0).any((0, 1)).nonzero().flatten().tolist()
         if plan.shared(read_v):  # the values read only shared coordinates: hbar = ref sum_j w_j
@@ -194,7 +193,9 @@ def structured_heads(
         else:
             hbar = torch.bmm(w[:, None, :], H)[:, 0]  # (B, D)
         vbar = torch.einsum("mcd,bd->bmc", V[sk], hbar)  # (B, a, c)
-        acc += torch.bmm(scores[:, :, :a].contiguous(), vbar)
+        acc = torch.bmm(scores[:, :, :a].contiguous(), vbar)
+    else:
+        acc = H.new_zeros(B, N, c)
     if sq.numel() == 0:
         return acc, 0
     omega = scores[:, :, a:] * w[:, :, None]  # (B, N, e)
