@@ -1,11 +1,21 @@
-"""Benchmark: forward pass of the Theorem 3.1 transformer at B=16, n=1024, d=32, K=2.
+"""Benchmark: forward pass of the Theorem 3.1 transformer, structured (auto) vs dense attention.
 
-Prints the achieved FLOP/s of the constructed forward (counting the score and value products
-of every head with its own rank, ``AttentionLayer.flops``; ``ratio_performed`` also counts the
-zero padding the stacked evaluation multiplies) as a ratio of the float64 matmul FLOP/s that torch
-reaches on this machine in the same run (target >= 40%). Run:
+Setting: B = 16 prompts, d = 8, K = 2 (symmetric construction), 4 gradient-EM iterations of one
+step, M = 64 ReLU terms (73 layers, 4 heads each but the read-out's 2). Measured in one run:
 
-    /work/venv/bin/python benchmarks/bench_construction.py [--B 16 --n 1024 --d 32 --repeats 3]
+- auto vs dense on the first ``--dense-layers`` layers at n = 1,000 and 4,000 (the speed-up;
+  the dense path costs O(n^2) per head, so the whole dense forward at n = 4,000 would take
+  minutes on 2 cores: every layer of this construction costs about the same, so the first
+  layers are representative);
+- the whole auto forward at n = 1,000, 4,000, 10^4 and 10^5 (seconds, and seconds per token:
+  flat when the cost grows linearly in n);
+- the dense path's FLOP/s (score and value products of every head with its own rank,
+  ``AttentionLayer.flops``) against the bare batched score product
+  ``torch.bmm((B, n+1, d+1), (B, d+1, n+1))`` at the same n, its achievable limit.
+
+Run (single-threaded by default: on a loaded 2-core machine two OpenMP threads were 2-4x slower):
+
+    python benchmarks/bench_construction.py [--threads 1 --repeats 2 --dense-layers 6]
 """
 
 from __future__ import annotations
@@ -13,79 +23,88 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import torch
 
+from iclkit.constructions.attention import AttentionTransformer
 from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
 from iclkit.theory.mor import MoRConfig, sample_mor
 
+B, D_X, T_OUTER, M, SIGMA = 16, 8, 4, 64, 0.1
+COMPARED_NS = (1_000, 4_000)
+AUTO_NS = (1_000, 4_000, 10_000, 100_000)
 
-def matmul_flops_per_s(size: int = 1536, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float64 square matmul FLOP/s (2 size^3 per product)."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g, dtype=torch.float64)
-    b = torch.randn(size, size, generator=g, dtype=torch.float64)
-    a @ b  # warm-up
+
+def best_seconds(f: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    f()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a @ b
+        f()
         best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best
+    return best
+
+
+def bmm_flops_per_s(n: int, repeats: int) -> float:
+    """FLOP/s of the bare score product (B, n+1, d+1) x (B, d+1, n+1), into a reused buffer."""
+    g = torch.Generator().manual_seed(0)
+    N = n + 1
+    a = torch.randn(B, N, D_X + 1, generator=g, dtype=torch.float64)
+    b = torch.randn(B, D_X + 1, N, generator=g, dtype=torch.float64)
+    out = torch.empty(B, N, N, dtype=torch.float64)
+    sec = best_seconds(lambda: torch.bmm(a, b, out=out), repeats)
+    return 2 * B * N * N * (D_X + 1) / sec
+
+
+def tokens(n: int) -> tuple[AttentionTransformer, torch.Tensor]:
+    """The construction and its input tokens (B, n + 1, D) on sampled prompts."""
+    cfg = MoRConfig(d=D_X, K=2, n=n, sigma=SIGMA, symmetric=True, prior="sphere")
+    batch = sample_mor(cfg, B, seed=0)
+    g = torch.Generator().manual_seed(1)
+    init = batch.betas + 0.1 * torch.randn(batch.betas.shape, generator=g, dtype=torch.float64)
+    tf = build_gradient_em_transformer(D_X, 2, n, SIGMA, T_OUTER, 1, 1.0, M, symmetric=True)
+    return tf.model, tf.embed(batch.X_train, batch.y_train, init, batch.x_query)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--B", type=int, default=16)
-    p.add_argument("--n", type=int, default=1024)
-    p.add_argument("--d", type=int, default=32)
-    p.add_argument("--T-outer", type=int, default=2)
-    p.add_argument("--T-inner", type=int, default=1)
-    p.add_argument("--relu-terms", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--dense-layers", type=int, default=6)
+    p.add_argument("--max-n", type=int, default=AUTO_NS[-1])
     args = p.parse_args()
-    cfg = MoRConfig(d=args.d, K=2, n=args.n, sigma=0.1, symmetric=True, prior="sphere")
-    batch = sample_mor(cfg, args.B, seed=0)
-    init = batch.betas + 0.1 * torch.randn(batch.betas.shape, dtype=torch.float64)
-    tf = build_gradient_em_transformer(
-        args.d, 2, args.n, 0.1, args.T_outer, args.T_inner, 1.0, args.relu_terms
-    )
-    H = tf.embed(batch.X_train, batch.y_train, init, batch.x_query)
-    N = args.n + 1
-    flops = tf.model.flops(args.B, N)  # each head's own score and value products
-    flops_performed = tf.model.flops(args.B, N, performed=True)  # incl. zero padding
-    peak = matmul_flops_per_s()
-    tf.model(H)  # warm-up
-    best = float("inf")
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        tf.model(H)
-        best = min(best, time.perf_counter() - t0)
-    achieved = flops / best
-    peak_after = matmul_flops_per_s()
-    peak = max(peak, peak_after)
-    print(
-        json.dumps(
-            {
-                "B": args.B,
-                "n": args.n,
-                "d": args.d,
-                "K": 2,
-                "layers": tf.report.L,
-                "heads_per_layer": sorted(set(tf.report.heads_per_layer)),
-                "max_heads_per_layer": tf.report.max_heads_per_layer,
-                "total_heads": sum(tf.report.heads_per_layer),
-                "flops": flops,
-                "flops_performed": flops_performed,
-                "forward_seconds": best,
-                "achieved_gflops": achieved / 1e9,
-                "matmul_gflops": peak / 1e9,
-                "ratio": achieved / peak,
-                "ratio_performed": flops_performed / best / peak,
-                "threads": torch.get_num_threads(),
+    torch.set_num_threads(args.threads)
+    rows = []
+    for n in sorted(set(COMPARED_NS) | set(AUTO_NS)):
+        if n > args.max_n:
+            continue
+        model, H = tokens(n)
+        row: dict[str, object] = {"n": n, "layers": model.L}
+        reps = args.repeats if n <= 10_000 else 1
+        row["auto_seconds"] = best_seconds(lambda m=model, h=H: m(h, path="auto"), reps)
+        row["auto_microseconds_per_token"] = row["auto_seconds"] / (B * (n + 1)) * 1e6
+        if n in COMPARED_NS:
+            k = args.dense_layers
+            head = AttentionTransformer(list(model.attention_layers[:k]), t_slot=model.t_slot)
+            dense = best_seconds(lambda m=head, h=H: m(h, path="dense"), 1)
+            auto = best_seconds(lambda m=head, h=H: m(h, path="auto"), args.repeats)
+            flops = head.flops(B, n + 1)
+            limit = bmm_flops_per_s(n, args.repeats)
+            row |= {
+                "first_layers": k,
+                "first_layers_dense_seconds": dense,
+                "first_layers_auto_seconds": auto,
+                "speedup": dense / auto,
+                "dense_gflops": flops / dense / 1e9,
+                "bare_bmm_gflops": limit / 1e9,
+                "dense_over_bare_bmm": flops / dense / limit,
             }
-        )
-    )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps({"B": B, "d": D_X, "K": 2, "T_outer": T_OUTER, "M": M,
+                      "threads": torch.get_num_threads(), "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

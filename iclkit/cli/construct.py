@@ -13,7 +13,9 @@ used), else the general-K one (pi from the file or --pi, default uniform).
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
+from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.gradient_em_transformer import (
     CONSTRUCT_PROMPTS,
     DEFAULT_CONSTRUCTION,
@@ -37,6 +39,13 @@ def add(sub: options.SubParsers) -> None:
     options.add_field_option(g, _D, "T_inner", "gradient steps per M-step")
     options.add_field_option(g, _D, "alpha", "M-step step size")
     options.add_field_option(g, _D, "relu_terms", "ReLU terms per E-step nonlinearity")
+    options.add_field_option(
+        g, _D, "attention",
+        "how heads are evaluated: auto = exactly in O(n D) where the train tokens share the key "
+        "or the query (every head here), else with the full n x n scores; dense = always the "
+        "full scores",
+        choices=get_args(AttentionPath),
+    )  # fmt: skip
     options.add_prompt_options(p, CONSTRUCT_PROMPTS)
     options.add_json_option(p)
 

@@ -15,33 +15,49 @@ Layout (this project's choice): tokens are **rows**, ``H : (B, N, D)`` with ``N 
 ``Q h_i in R^r``; the paper's ``D x D`` matrix is this one padded with zero rows, same operator
 norm) and ``V : (D, D)``. Everything runs in the dtype of the weights (float64 by default).
 
-Heads of a layer are evaluated together, one prompt at a time and queries in chunks so that
-the ``(heads, chunk, N)`` score block stays below a memory budget. Each layer is a ``torch.nn.Module``, so standard
-forward hooks see every hidden state; :meth:`AttentionTransformer.hidden_states` records them.
+Two evaluation paths (``path``): "dense" evaluates a layer's heads together, one prompt at a
+time and queries in chunks so that the ``(heads, chunk, N)`` score block stays below a memory
+budget: O(N^2) per head. "auto" (the default) first detects, on the layer's input, the heads
+whose train tokens all present the same key or the same query, and evaluates those exactly in
+O(N D) (:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
+Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
+:meth:`AttentionTransformer.hidden_states` records every hidden state and
+:meth:`AttentionTransformer.token_states` only one token's row at chosen layers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
 
 import torch
 from torch import nn
 
+from iclkit.constructions.structured_attention import (
+    TrainTokens,
+    plan_structured,
+    structured_heads,
+)
 from iclkit.theory.validation import ParameterError, check_choice, check_int, check_shape
 
 __all__ = [
     "AttentionKind",
     "AttentionLayer",
+    "AttentionPath",
     "AttentionTransformer",
     "Head",
     "PackedHeads",
+    "PathCounts",
     "attention",
     "bai_norm",
     "pack_heads",
 ]
 
 AttentionKind = Literal["relu", "linear", "softmax"]
+#: How heads are evaluated: "auto" (O(N D) where the train tokens share a key or a query, exact;
+#: dense otherwise) or "dense" (every head with its full N x N scores).
+AttentionPath = Literal["auto", "dense"]
 
 #: Memory allowed for one block of attention scores (256 MiB): large enough that the loop over
 #: query chunks adds no measurable overhead, small enough for a laptop at n in the thousands.
@@ -102,6 +118,29 @@ def pack_heads(heads: tuple[Head, ...] | list[Head]) -> PackedHeads:
     return PackedHeads(Q, K, Vs[:, cols].contiguous(), cols)
 
 
+@dataclass
+class PathCounts:
+    """How many heads each evaluation path took (a mutable tally, summed over calls).
+
+    Attributes
+    ----------
+    shared_key, shared_query : heads evaluated in O(N D) (:mod:`.structured_attention`).
+    dense : heads evaluated with the full ``N x N`` score matrix.
+    own_rows : (token, head) pairs of shared-query heads where a non-train token's query
+        differed from the train tokens' and got its own O(N D) row.
+    """
+
+    shared_key: int = 0
+    shared_query: int = 0
+    dense: int = 0
+    own_rows: int = 0
+
+    @property
+    def structured(self) -> int:
+        """Heads evaluated in O(N D)."""
+        return self.shared_key + self.shared_query
+
+
 def attention(
     H: torch.Tensor,
     heads: tuple[Head, ...] | list[Head] | PackedHeads,
@@ -109,8 +148,12 @@ def attention(
     *,
     kind: AttentionKind = "relu",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    path: AttentionPath = "auto",
+    counts: PathCounts | None = None,
+    train: TrainTokens | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """One multi-head attention layer with residual connection (pure function).
+    """One multi-head attention layer with residual connection (pure unless ``inplace``).
 
     Parameters
     ----------
@@ -119,23 +162,65 @@ def attention(
     key_mask : (B, N) with entries in {0, 1}: ``t_j``, which tokens act as keys.
     kind : "relu" (1/n normalisation, n = number of keys), "linear" (same, no ReLU) or
         "softmax" (softmax over the keys).
-    chunk_bytes : bytes allowed for one block of scores.
+    chunk_bytes : bytes allowed for one block of scores (dense path).
+    path : "auto": heads whose train tokens share the key or the query are evaluated exactly in
+        O(N D) (relu and linear; detected on ``H``, :mod:`.structured_attention`), the others
+        densely; "dense": every head with the full ``N x N`` scores.
+    counts : if given, the heads per path are added to it.
+    train : ``TrainTokens.from_mask(key_mask)``, if already computed (a transformer reads it
+        once for all its layers).
+    inplace : write the result into ``H`` (after every head has read it) and return ``H``.
 
     Returns
     -------
     (B, N, D), ``H + sum_m attention_m(H)``.
     """
     check_choice(kind, "kind", get_args(AttentionKind))
+    check_choice(path, "path", get_args(AttentionPath))
     P = heads if isinstance(heads, PackedHeads) else pack_heads(heads)
     check_shape(H, "H", (None, None, P.Q.shape[2]))
-    B, N, D = H.shape
+    B, N, _D = H.shape
     check_shape(key_mask, "key_mask", (B, N))
+    out = H if inplace else H.clone()
+    if P.cols.numel() == 0:
+        return out
+    cols = _as_slice(P.cols)
+    mask = key_mask.to(H.dtype)
+    m = P.Q.shape[0]
+    if path == "dense" or kind == "softmax":
+        if counts is not None:
+            counts.dense += m
+        out[:, :, cols] += _dense_heads(H, P, mask, kind, chunk_bytes)
+        return out
+    if train is None:
+        train = TrainTokens.from_mask(mask)
+    plan = plan_structured(H, P.Q, P.K, train)
+    acc, own = structured_heads(H, P.Q, P.K, P.V, train, plan, relu=kind == "relu")
+    if plan.dense.numel():
+        g = plan.dense
+        acc += _dense_heads(H, PackedHeads(P.Q[g], P.K[g], P.V[g], P.cols), mask, kind, chunk_bytes)
+    if counts is not None:
+        counts.shared_key += plan.shared_key.numel()
+        counts.shared_query += plan.shared_query.numel()
+        counts.dense += plan.dense.numel()
+        counts.own_rows += own
+    out[:, :, cols] += acc
+    return out
+
+
+def _as_slice(cols: torch.Tensor) -> slice | torch.Tensor:
+    """``cols`` (sorted, distinct) as a slice when they are contiguous (a view, no gather)."""
+    lo, hi = int(cols[0]), int(cols[-1]) + 1
+    return slice(lo, hi) if hi - lo == cols.numel() else cols
+
+
+def _dense_heads(
+    H: torch.Tensor, P: PackedHeads, mask: torch.Tensor, kind: AttentionKind, chunk_bytes: int
+) -> torch.Tensor:
+    """The summed output (B, N, c) of the heads ``P`` with the full score matrix."""
+    B, N, D = H.shape
     m, r, _ = P.Q.shape
     c = P.cols.numel()
-    out = H.clone()
-    if c == 0:
-        return out
-    mask = key_mask.to(H.dtype)
     # values (B, m, N, c), masked to the keys and (relu / linear) divided by n
     v = (H @ P.V.reshape(m * c, D).T).reshape(B, N, m, c).transpose(1, 2)
     if kind != "softmax":
@@ -160,8 +245,7 @@ def attention(
             elif kind == "softmax":
                 S = S.masked_fill(mask[b, None, None, :] == 0, float("-inf")).softmax(-1)
             acc[b, start:stop] = torch.matmul(S, v[b]).sum(0)
-    out[:, :, P.cols] += acc
-    return out
+    return acc
 
 
 class AttentionLayer(nn.Module):
@@ -177,8 +261,21 @@ class AttentionLayer(nn.Module):
     def num_heads(self) -> int:
         return len(self.heads)
 
-    def forward(self, H: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        return attention(H, self.packed, key_mask, kind=self.kind)
+    def forward(
+        self,
+        H: torch.Tensor,
+        key_mask: torch.Tensor,
+        *,
+        path: AttentionPath = "auto",
+        counts: PathCounts | None = None,
+        train: TrainTokens | None = None,
+        inplace: bool = False,
+    ) -> torch.Tensor:
+        """``attention(H, heads, key_mask)`` (keywords: see :func:`attention`)."""
+        return attention(
+            H, self.packed, key_mask, kind=self.kind, path=path, counts=counts, train=train,
+            inplace=inplace,
+        )  # fmt: skip
 
     def flops(self, B: int, N: int, *, performed: bool = False) -> int:
         """2 x multiply-adds of the score and value products of every head.
@@ -221,20 +318,54 @@ class AttentionTransformer(nn.Module):
     def heads_per_layer(self) -> list[int]:
         return [layer.num_heads for layer in self.attention_layers]
 
-    def forward(self, H: torch.Tensor) -> torch.Tensor:
-        key_mask = H[..., self.t_slot]
+    def forward(
+        self, H: torch.Tensor, *, path: AttentionPath = "auto", counts: PathCounts | None = None
+    ) -> torch.Tensor:
+        """``H^(L)`` from ``H^(0) = H`` (B, N, D); ``path`` and ``counts`` as in :func:`attention`.
+
+        The layers update one working copy of ``H`` in place (no (B, N, D) tensor per layer), so
+        a forward hook that keeps a layer's output must clone it; :meth:`hidden_states` and
+        :meth:`token_states` return copies.
+        """
+        key_mask = H[..., self.t_slot].clone()
+        train = TrainTokens.from_mask(key_mask.to(H.dtype))
+        H = H.clone()
         for layer in self.layers:
-            H = layer(H, key_mask)
+            H = layer(H, key_mask, path=path, counts=counts, train=train, inplace=True)
         return H
 
-    def hidden_states(self, H: torch.Tensor) -> list[torch.Tensor]:
-        """``[H^(0), H^(1), ..., H^(L)]`` (a copy of every layer's output)."""
+    def hidden_states(self, H: torch.Tensor, *, path: AttentionPath = "auto") -> list[torch.Tensor]:
+        """``[H^(0), H^(1), ..., H^(L)]`` (every layer's output; L + 1 tensors of H's size)."""
         key_mask = H[..., self.t_slot]
+        train = TrainTokens.from_mask(key_mask.to(H.dtype))
         states = [H]
         for layer in self.layers:
-            H = layer(H, key_mask)
+            H = layer(H, key_mask, path=path, train=train)
             states.append(H)
         return states
+
+    def token_states(
+        self,
+        H: torch.Tensor,
+        layers: Sequence[int],
+        *,
+        token: int = -1,
+        path: AttentionPath = "auto",
+    ) -> dict[int, torch.Tensor]:
+        """Token ``token``'s row of ``H^(l)`` for each ``l`` in ``layers`` (0 = the input).
+
+        Keeps only these rows, (B, D) each, instead of every hidden state.
+        """
+        wanted = {check_int(l_, "layers", minimum=0, maximum=self.L) for l_ in layers}
+        key_mask = H[..., self.t_slot]
+        train = TrainTokens.from_mask(key_mask.to(H.dtype))
+        rows = {0: H[:, token].clone()} if 0 in wanted else {}
+        key_mask, H = key_mask.clone(), H.clone()
+        for i, layer in enumerate(self.layers, start=1):
+            H = layer(H, key_mask, path=path, train=train, inplace=True)
+            if i in wanted:
+                rows[i] = H[:, token].clone()
+        return rows
 
     def flops(self, B: int, N: int, *, performed: bool = False) -> int:
         """Sum of :meth:`AttentionLayer.flops` over the layers."""

@@ -8,8 +8,10 @@ all read them from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
-from iclkit.theory.validation import check_int, check_positive
+from iclkit.constructions.attention import AttentionPath
+from iclkit.theory.validation import check_choice, check_int, check_positive
 
 __all__ = [
     "DEFAULT_CONSTRUCTION",
@@ -52,6 +54,11 @@ class ConstructionConfig:
         General K: half-width of the domain where ``psi`` is fitted to ``t^2 / 2``, in units of
         sigma (linear beyond; the right component's residual lies inside 6 sigma with
         probability 1 - 2e-9).
+    attention : "auto" or "dense"
+        How the forward pass evaluates a head: "auto" evaluates the heads whose train tokens
+        share the key or the query (every head of this construction) exactly in O(n D) and the
+        others densely; "dense" uses the full n x n scores for every head. Same output to
+        round-off (``docs/construction.md``, structured attention).
     """
 
     T_outer: int = 4
@@ -60,6 +67,7 @@ class ConstructionConfig:
     relu_terms: int = 32
     symmetric: bool = False
     R_residual: float = 6.0
+    attention: AttentionPath = "auto"
 
     def __post_init__(self) -> None:
         checked = {
@@ -71,6 +79,7 @@ class ConstructionConfig:
             ),
             "R_residual": check_positive(self.R_residual, "R_residual"),
         }
+        check_choice(self.attention, "attention", get_args(AttentionPath))
         for name, value in checked.items():  # store the normalised int / float
             object.__setattr__(self, name, value)
 

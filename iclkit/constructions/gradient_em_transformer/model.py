@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from iclkit.constructions.attention import AttentionTransformer
+from iclkit.constructions.attention import AttentionPath, AttentionTransformer
 from iclkit.constructions.layout import TokenLayout, embed, read_beta, read_y
 from iclkit.constructions.relu_approx import ReluSum
 
@@ -77,31 +77,49 @@ class GradientEMTransformer:
         x_query: torch.Tensor,
         *,
         R: float = float("inf"),
+        attention: AttentionPath = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run on prompts; returns ``(beta_tf (B, K, d), y_hat (B,))``."""
-        H = self.model(self.embed(X, y, init, x_query))
+        """Run on prompts; returns ``(beta_tf (B, K, d), y_hat (B,))``.
+
+        ``attention``: "auto" (every head of this construction in O(n D), exact) or "dense"
+        (full n x n scores); see :func:`iclkit.constructions.attention.attention`.
+        """
+        H = self.model(self.embed(X, y, init, x_query), path=attention)
         return read_beta(self.layout, H), read_y(self.layout, H, R)
 
     def block_iterates(
-        self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        init: torch.Tensor,
+        x_query: torch.Tensor,
+        *,
+        attention: AttentionPath = "auto",
     ) -> list[list[torch.Tensor]]:
         """``iters[t][s]`` = the estimates (B, P, d) of the query token after inner step s + 1 of
-        outer iteration t + 1 (read from the hidden states at ``report.block_ends``)."""
-        states = self.model.hidden_states(self.embed(X, y, init, x_query))
+        outer iteration t + 1 (its row of the hidden states at ``report.block_ends``; only these
+        rows are kept)."""
+        ends = [(t, layer) for kind, t, _s, layer in self.report.block_ends if kind == "inner"]
+        rows = self.model.token_states(
+            self.embed(X, y, init, x_query), [layer for _, layer in ends], path=attention
+        )
         out: list[list[torch.Tensor]] = [[] for _ in range(self.T_outer)]
-        for kind, t, _s, layer in self.report.block_ends:
-            if kind == "inner":
-                H = states[layer]
-                out[t].append(
-                    torch.stack([H[:, -1, self.layout.beta(k)] for k in range(self.layout.P)], 1)
-                )
+        for t, layer in ends:
+            h = rows[layer]  # (B, D)
+            out[t].append(torch.stack([h[:, self.layout.beta(k)] for k in range(self.layout.P)], 1))
         return out
 
     def estimate_copies_spread(
-        self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        init: torch.Tensor,
+        x_query: torch.Tensor,
+        *,
+        attention: AttentionPath = "auto",
     ) -> float:
         """Largest difference between two tokens' copies of the estimates at the end."""
-        H = self.model(self.embed(X, y, init, x_query))
+        H = self.model(self.embed(X, y, init, x_query), path=attention)
         sl = slice(self.layout.beta(0).start, self.layout.beta(self.layout.P - 1).stop)
         est = H[:, :, sl]
         return float((est - est[:, -1:]).abs().max())

@@ -99,7 +99,8 @@ def run_gradient_em_transformer(
     ----------
     X : (B, n, d), y : (B, n), init : (B, K, d), x_query : (B, d), sigma : (B,), pi : (B, K).
     config : the schedule and accuracy; ``config.symmetric`` selects the tied two-component
-        construction (needs K = 2, pi = 1/2; ``init[:, 0]`` is used).
+        construction (needs K = 2, pi = 1/2; ``init[:, 0]`` is used); ``config.attention`` how
+        the forward pass evaluates the heads ("auto": O(n D) per head, exact; "dense").
     """
     B, n, d = validate_prompts(X, y)
     check_shape(init, "init", (B, None, d))
@@ -133,7 +134,7 @@ def run_gradient_em_transformer(
         )  # fmt: skip
         first = first or tf
         norm = max(norm, tf.report.weight_norm)
-        bt, yh = tf(X[idx], y[idx], init[idx], x_query[idx])
+        bt, yh = tf(X[idx], y[idx], init[idx], x_query[idx], attention=config.attention)
         beta_tf[idx], y_hat[idx] = bt, yh
         beta_sur[idx] = _final_surrogate(tf, X[idx], y[idx], init[idx])
     assert first is not None
