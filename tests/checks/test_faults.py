@@ -123,6 +123,20 @@ FAULTS: tuple[Fault, ...] = (
         lambda r: _measured(r) > _band(r)[1],
     ),
     Fault(
+        "construction.depth_vs_log_n",
+        {"ns": [40, 160, 640, 2560], "prompts": 8, "T_max": 16, "construction_alpha": 0.6},
+        "the transformer runs step 0.6 while the prediction assumes 0.3: T(n) grows at half "
+        "the predicted slope",
+        lambda r: _measured(r) < _band(r)[0] and r.details["ci_outside_band"],
+    ),
+    Fault(
+        "construction.depth_vs_log_n",
+        {"ns": [40, 160, 640, 2560], "prompts": 8, "T_max": 16, "relu_terms": 8},
+        "an E-step of 8 ReLU terms: its approximation floor, not the sample size, sets the "
+        "converged error",
+        lambda r: r.details["floor_over_statistical_max"] > 0.5,
+    ),
+    Fault(
         "lsa.zfb_fixed_point",
         {"horizon": 5.0},
         "the flow stopped early (t = 5)",
