@@ -392,9 +392,9 @@ def _numpy_em_step(batch: MoRBatch, betas: np.ndarray) -> tuple[np.ndarray, np.n
 def gradient_em_to_em(ctx: CheckContext) -> Outcome:
     """One gradient-EM iteration with T_inner = 1000 inner steps of size alpha = 1 vs the EM
     step solved independently in numpy (responsibilities by scipy softmax, weighted normal
-    equations by numpy.linalg.solve); K = 3. Also reports the step-size condition
-    alpha * lambda_max(S_k) < 2 under which the inner loop converges.
-    params: alpha, T_inner."""
+    equations by numpy.linalg.solve); K = 3. The limit does not depend on the step, so one inner
+    step of size 1 is also compared with the numpy ``beta + m_k - S_k beta`` (pins the step).
+    Reports the condition alpha lambda_max(S_k) < 2. params: alpha, T_inner."""
     alpha = ctx.param("alpha", 1.0)
     T_inner = ctx.param("T_inner", 1000)
     cfg = MoRConfig(d=5, K=3, n=400, snr=4.0, pi=PI3, prior="sphere")
@@ -406,21 +406,26 @@ def gradient_em_to_em(ctx: CheckContext) -> Outcome:
         batch.X_train, batch.y_train, init, batch.pi, batch.sigma, T_inner=T_inner, alpha=alpha
     )
     em_beta, S = _numpy_em_step(batch, init.numpy())
+    one, _ = gradient_em_step(batch.X_train, batch.y_train, init, batch.pi, batch.sigma)
+    one_ref = init.numpy() + np.einsum("bkij,bkj->bki", S, em_beta - init.numpy())  # m = S b*
+    rel_one = float(np.abs(one.numpy() - one_ref).max() / np.abs(one_ref).max())
     eig = np.linalg.eigvalsh(S)
     lam_max = float(eig.max())
     got = out.numpy()
     finite = bool(np.all(np.isfinite(got)))
     rel = float(np.abs(got - em_beta).max() / np.abs(em_beta).max()) if finite else float("inf")
     return Outcome(
-        finite and rel <= 1e-8,
+        finite and rel <= 1e-8 and rel_one <= 1e-12,
         rel,
         0.0,
-        "max relative difference <= 1e-8: the inner loop contracts by |1 - alpha lambda(S_k)| "
-        "per step (<= 0.97 on these prompts, where a component may hold little mass), so 1000 "
+        "max relative difference <= 1e-8, and <= 1e-12 for one inner step of size 1 vs the "
+        "numpy step: the inner loop contracts by |1 - alpha lambda(S_k)| per step (<= 0.97 on "
+        "these prompts, where a component may hold little mass), so 1000 "
         "steps leave < 1e-10; round-off is ~ 1e-14",
         {
             "alpha": alpha,
             "T_inner": T_inner,
+            "one_step_relative_difference": rel_one,
             "alpha_lambda_max": alpha * lam_max,
             "inner_contraction_max": float(np.abs(1.0 - alpha * eig).max()),
             "step_condition_alpha_lambda_max_lt_2": alpha * lam_max < 2,
