@@ -176,11 +176,13 @@ def _stagewise_row(K: int, max_time: float | None) -> dict[str, Any]:
     mark="[READ abstract]; phase events and the K-independence [MEASURED]",
 )
 def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
-    """p_dominant = 1/2, exact population GD with N = 200, eta = 4, K = 10 and 20: dominant
-    queries have 1 phase, under-represented 4 with events in order; at the time the dominant
-    loss reaches 1e-3 the under-represented loss (K = 20) is still >= 0.1; the dominant time
-    differs by < 20% between K = 10 and 20. params: Ks, max_time (the run's horizon in eta t;
-    too short a run is too few iterations)."""
+    """p_dominant = 1/2, exact population GD with N = 200, eta = 4, K = 10 and 20: what is tested
+    is that under-represented queries have 4 phases with events in order, that at the time the
+    dominant loss reaches 1e-3 the under-represented loss (largest K) is still >= 0.1 (the
+    stage-wise claim) and that the dominant time differs by < 20% between the Ks. The dominant
+    queries' "1 phase" is reported, not tested: their target attention starts at p_dominant, so
+    the count is 1 by definition at p_dominant = 1/2 (2 below it). params: Ks, max_time (the
+    run's horizon in eta t; too short a run is too few iterations)."""
     max_time = ctx.param("max_time", None)
     Ks_run = ctx.param("Ks", ctx.pick((10, 20), (10, 20, 40)))
     out = {str(K): _stagewise_row(K, max_time) for K in Ks_run}
@@ -191,21 +193,23 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
         if all(t is not None for t in times)
         else float("inf")
     )
-    phases_ok = all(
-        v["dominant_phases"] == 1 and v["under_phases"] == 4 and v["under_events_ordered"]
-        for v in out.values()
-    )
+    phases_ok = all(v["under_phases"] == 4 and v["under_events_ordered"] for v in out.values())
     stage = out[str(Ks[-1])]["under_loss_when_dominant_done"]
     ok = phases_ok and spread <= 0.2 and stage is not None and stage >= 0.1
     return Outcome(
         ok,
         round(spread, 4),
         "< 0.2",
-        "phases 1 / 4 in order, spread over K <= 20%, under-represented loss >= 0.1: phase counts "
-        "are exact; the dominant time to eps, O(1/(eta eps)), has no K; a Theta(1) loss of the "
-        "under-represented queries when the dominant ones are done (largest K) is the stage-wise "
-        "claim",
-        out,
+        "under-represented: 4 phases in order; spread over K <= 20%; under-represented loss >= "
+        "0.1: phase counts are exact; the dominant time to eps, O(1/(eta eps)), has no K; a "
+        "Theta(1) loss of the under-represented queries when the dominant ones are done (largest "
+        "K) is the stage-wise claim. The dominant queries' 1 phase is definitional at p_dominant "
+        "= 1/2 (Attn starts at p_dominant) and is reported, not counted",
+        {
+            **out,
+            "dominant_phases_note": "definitional: 1 iff p_dominant >= 1/2 (target attention "
+            "starts at p_dominant); not part of the criterion",
+        },
     )
 
 

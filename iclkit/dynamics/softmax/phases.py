@@ -21,9 +21,13 @@ linear interpolation between records:
 
 Phases tile ``[0, end]``: each of the first three events that occurs at a positive time closes a
 phase (named "off-target growth", "off-target decay", "target growth"); the last phase,
-"convergence", runs to the end. Hence balanced queries show 2 phases, dominant queries with
-``p_dominant >= 1/2`` show 1, and under-represented queries (when ``p_dominant^2`` is large enough
-for the non-dominant off-target weights to rise first) show 4.
+"convergence", runs to the end. Hence balanced queries show 2 phases and under-represented
+queries (when ``p_dominant^2`` is large enough for the non-dominant off-target weights to rise
+first: measured at p_dominant = 0.4 and 0.5, not at 0.3, where they show 3) show 4. The dominant
+query's count is definitional: its target attention starts at ``p_dominant``, so
+``half_attention`` is at t = 0 and it shows 1 phase iff ``p_dominant >= 1/2`` (at exactly 1/2
+this rests on the sign of the round-off in Attn(0) = 1/2; no tolerance is added), and 2 phases
+(target growth, convergence) below 1/2 (measured at 0.3 and 0.4).
 """
 
 from __future__ import annotations
@@ -216,8 +220,7 @@ def detect_phases(
                 ev["offtarget_peak"] = float(t[i_max])
             if att[0] < dom[0]:
                 ev["overtake_dominant"] = _first_crossing(t, att - dom, 0.0)
-        # 1e-12: at p_dominant = 1/2 the dominant attention starts at 1/2 up to round-off
-        ev["half_attention"] = _first_crossing(t, att, 0.5 - 1e-12)
+        ev["half_attention"] = _first_crossing(t, att, 0.5)
         ev["convergence_regime"] = None
         if ev["half_attention"] is not None:
             slope = _local_slope(t, loss)

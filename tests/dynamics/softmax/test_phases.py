@@ -47,6 +47,9 @@ def test_imbalanced_four_phases_in_order_and_dominant_one_phase():
     assert 0 < ev["offtarget_peak"] < ev["overtake_dominant"] < ev["half_attention"]
     assert ev["half_attention"] < ev["convergence_regime"]
     assert u.events_ordered
+    # definitional at p_dominant = 1/2: Attn_dominant(0) = 1/2, so half_attention is at t = 0
+    jd = tr.type_index("dominant")
+    assert d.events["half_attention"] == 0.0 and tr.attention_target[0, jd] >= 0.5
     assert d.n_phases == 1 and d.phases[0].name == "convergence"
     assert rep.summary["n_phases"] == {"dominant": 1, "under_represented": 4}
     # the phases tile [0, end]
@@ -54,6 +57,27 @@ def test_imbalanced_four_phases_in_order_and_dominant_one_phase():
         assert q.phases[0].start == 0.0 and q.phases[-1].end == rep.end_time
         assert all(a.end == b.start for a, b in zip(q.phases, q.phases[1:], strict=False))
     assert len(rep.phases) == 5 and set(rep.phases[0]) == {"query", "name", "start", "end"}
+
+
+@pytest.mark.parametrize(
+    ("p_dominant", "dominant_phases", "under_phases"),
+    [(0.3, 2, 3), (0.4, 2, 4), (0.5, 1, 4)],
+)
+def test_phase_counts_across_imbalance(p_dominant, dominant_phases, under_phases):
+    """The counts at p_dominant in {0.3, 0.4, 0.5} (K = 10, N = 200, eta = 4). The dominant
+    query's "1 phase" holds at p_dominant = 1/2 only, by definition: its target attention starts
+    at p_dominant, so below 1/2 it first has a target-growth phase (2 phases). The
+    under-represented queries show 4 phases at 0.4 and 0.5; at 0.3 the non-dominant off-target
+    weights never rise (no interior peak), so 3."""
+    tr = _exact(10, 200, p_dominant=p_dominant, eta=4.0, max_time=8000, stop_loss=1e-3)
+    rep = detect_phases(tr, eps=1e-3)
+    d, u = rep.by_query("dominant"), rep.by_query("under_represented")
+    jd = tr.type_index("dominant")
+    assert abs(tr.attention_target[0, jd] - p_dominant) < 1e-12
+    assert d.n_phases == dominant_phases
+    assert (d.events["half_attention"] == 0.0) == (p_dominant >= 0.5)
+    assert u.n_phases == under_phases and u.events_ordered
+    assert (u.events["offtarget_peak"] is None) == (under_phases == 3)
 
 
 def test_stagewise_dominant_converges_while_under_represented_is_order_one():
