@@ -23,6 +23,7 @@ from iclkit.dynamics.lsa import (
     LSAMoments,
     ReducedLSAFlow,
     Simulation,
+    find_fixed_points,
     monte_carlo_loss,
     simulate,
     structured_init,
@@ -52,6 +53,10 @@ AR_CORRELATION = 0.8
 #: The tail of L(t) - L* fitted by ``lsa.linear_rate``: below 1e-4 the flow is in its linear
 #: regime near the optimum; above 1e-11 the gap is far from float64 round-off of the loss.
 TAIL_WINDOW = (1e-11, 1e-4)
+#: Relative band of ``lsa.linear_rate`` around the Jacobian's predicted rate: the fitted rate is
+#: 0.5% low (the next-slowest mode, 27% faster, still contributes at the window's start); 3%
+#: is six times that and far below the gap to the next mode or to a factor-2 error.
+RATE_REL_BAND = 0.03
 
 
 #: z-score band of the Monte Carlo loss comparisons: the integrand is heavy-tailed, so a
@@ -206,15 +211,27 @@ def loss_monte_carlo(ctx: CheckContext) -> Outcome:
 
 @register(
     "lsa.linear_rate",
-    theorem="ZFB Lemma 5.4: linear convergence of L(t) - L* (PL inequality)",
-    mark="[READ-2nd; PL constant not re-derived]",
+    theorem=(
+        "ZFB Lemma 5.4: linear convergence of L(t) - L* (PL inequality); the rate predicted by "
+        "the Jacobian at the optimum is derived here"
+    ),
+    mark="[READ-2nd; PL constant not re-derived]; Jacobian rate [derived here]",
 )
 def linear_rate(ctx: CheckContext) -> Outcome:
-    """Linear prompts, d = 4, N = 10, Lambda = AR(0.8), structured init: the log of L(t) - L* on
-    its tail (1e-4 down to 1e-11) is fitted against t; a linear rate means a straight line
-    (r^2 >= 0.98) with negative slope.
+    """Linear prompts, d = 4, N = 10, Lambda = AR(0.8), structured init: minus the slope of
+    log(L(t) - L*) vs t on its tail (1e-4 down to 1e-11), the fitted rate, vs the predicted
+    rate: 2 x the smallest nonzero |eigenvalue| of the Jacobian of the reduced flow's vector
+    field at the optimum on the init's conserved level (``find_fixed_points``: sympy solve,
+    torch Jacobian; the zero eigenvalue of the rescaling symmetry (U, u) -> (cU, u/c) excluded;
+    the 2 because L - L* is quadratic in the state's deviation). Also r^2 >= 0.98.
     params: trajectory (a pair (times, L - L*) that replaces the simulated one: fault
-    injection of a trajectory with a wrong tail)."""
+    injection of a trajectory with a wrong tail); predicted_factor (multiplies the predicted
+    rate: fault injection of a wrong prediction)."""
+    m = LSAMoments.linear(D, N, Lambda=_ar(D))
+    init = structured_init(m, INIT_SCALE, seed=ctx.stream_seed, warn=False)
+    level = float(init.u**2 - np.sum(init.U**2))
+    fp = find_fixed_points(m, delta=level, sign=1.0 if init.u > 0 else -1.0)
+    predicted = fp.tail_rate * float(ctx.param("predicted_factor", 1.0))
     if "trajectory" in ctx.params:
         times, gap = (np.asarray(a, dtype=np.float64) for a in ctx.params["trajectory"])
         t_final = float(times[-1])
@@ -223,12 +240,28 @@ def linear_rate(ctx: CheckContext) -> Outcome:
         times, gap, t_final = sim.times, sim.loss_gap, sim.t_final
     line = fit_line(times, gap, log_x=False, y_window=TAIL_WINDOW, min_points=5)
     if line is None:
-        return Outcome(False, None, "linear tail", "need >= 5 points", {"points": 0})
+        return Outcome(False, None, predicted, "need >= 5 points", {"points": 0})
+    rate = -line.slope
+    rel = rate / predicted - 1.0
+    ok = abs(rel) <= RATE_REL_BAND and line.r2 >= 0.98
+    ev = next(f.eigenvalues for f in fp.fixed_points if f.name == "optimum")
     return Outcome(
-        line.slope < 0 and line.r2 >= 0.98,
-        round(line.r2, 5),
-        ">= 0.98",
-        "r^2 of log(L - L*) vs t on the tail >= 0.98 and slope < 0: exponential decay is a "
-        "straight line; a sublinear rate (e.g. 1/t) gives r^2 well below on 7 decades",
-        {"decay_rate": -line.slope, "tail_points": line.n_points, "t_final": t_final},
+        ok,
+        round(rate, 6),
+        round(predicted, 6),
+        f"|fitted / predicted - 1| <= {RATE_REL_BAND:.0%} and r^2 >= 0.98: the fit window starts "
+        "at L - L* = 1e-4, where the next-slowest mode (27% faster) and the nonlinear terms "
+        "still bend log(L - L*) (measured -0.5%); a sublinear tail (e.g. 1/t) gives r^2 well "
+        "below 0.98 and a rate near 0",
+        {
+            "fitted_rate": rate,
+            "predicted_rate": predicted,
+            "relative_error": rel,
+            "band_relative": RATE_REL_BAND,
+            "r2": line.r2,
+            "jacobian_eigenvalues": [float(x) for x in ev],
+            "conserved_level": level,
+            "tail_points": line.n_points,
+            "t_final": t_final,
+        },
     )

@@ -158,7 +158,13 @@ FAULTS: tuple[Fault, ...] = (
         "lsa.linear_rate",
         {"trajectory": (_TIMES, 1.0 / _TIMES)},
         "a trajectory with a 1/t tail instead of an exponential one",
-        lambda r: _measured(r) < 0.98,
+        lambda r: r.details["r2"] < 0.98 and abs(r.details["relative_error"]) > 0.03,
+    ),
+    Fault(
+        "lsa.linear_rate",
+        {"predicted_factor": 0.5},
+        "a predicted rate off by a factor 2 (the loss gap taken as linear in the deviation)",
+        lambda r: r.details["relative_error"] > 0.03 and r.details["r2"] >= 0.98,
     ),
     Fault(
         "softmax.phase1_K2",
