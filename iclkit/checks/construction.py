@@ -119,6 +119,8 @@ def equals_surrogate(ctx: CheckContext) -> Outcome:
         "max relative difference <= 1e-9: the construction realises each step exactly, so only "
         "float64 round-off (~1e-13 after a few dozen layers) separates the two",
         {"relative_difference": rel, "T_outer": T_outer, "T_inner": T_inner, "alpha_tf": alpha_tf},
+        resolution=1e-9,
+        resolution_note="the band itself: an identity, measured difference ~1e-13 (round-off)",
     )
 
 
@@ -172,6 +174,7 @@ def heads_and_depth(ctx: CheckContext) -> Outcome:
             "linearly in M (at most 4 ReLU terms per layer)",
         },
         info=True,
+        resolution_note="INFO: an exact count of heads, no relative error applies",
     )
 
 
@@ -225,6 +228,10 @@ def gap_within_certificate(ctx: CheckContext) -> Outcome:
             "max_gap": {str(k): v for k, v in gaps.items()},
             "gap_over_bound": {str(k): v for k, v in ratios.items()},
         },
+        resolution=(1.0 / worst - 1.0) if worst > 0 else None,
+        resolution_note=f"headroom of the worst gap under its proven bound (gap / bound = "
+        f"{worst:.3g}): only a gap larger by this factor FAILs; coarse because the bound is a "
+        "worst-case certificate, not an estimate",
     )
 
 

@@ -226,7 +226,6 @@ def depth_vs_log_n(ctx: CheckContext) -> Outcome:
             "band": [low, high],
             "ci_outside_band": ci_outside,
             "rel_error": abs(slope - expected) / expected,
-            "resolution": f"a slope off by more than {DEPTH_BAND:.0%} relative FAILs",
             "alpha": alpha,
             "alpha_transformer": alpha_tf,
             "relu_terms": M,
@@ -235,4 +234,7 @@ def depth_vs_log_n(ctx: CheckContext) -> Outcome:
             "factor": DEPTH_FACTOR,
         },
         plots,
+        resolution=DEPTH_BAND,
+        resolution_note=f"band half-width {DEPTH_BAND:.0%} of the expected slope; noise: CI "
+        f"half-width {(ci[1] - ci[0]) / 2 / expected:.1%} of it",
     )

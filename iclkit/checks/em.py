@@ -321,6 +321,9 @@ def iterations_vs_log_n_over_d(ctx: CheckContext) -> Outcome:
             "rel_error": rel,
         },
         plots,
+        resolution=0.2,
+        resolution_note="relative band of the slope; interpolation of t* between integer "
+        "iterations alone is ~10%",
     )
 
 
@@ -366,6 +369,9 @@ def loglik_monotone(ctx: CheckContext) -> Outcome:
         "min relative increment >= -1e-10: float64 round-off of a sum of n log-densities is "
         "~ 1e-13 relative",
         {"log_likelihood_gain_mean": float((L[-1] - L[0]).mean()), "iterations": L.shape[0] - 1},
+        resolution=1e-10,
+        resolution_note="a relative decrease of the log-likelihood beyond 1e-10 FAILs; "
+        "round-off ~1e-13",
     )
 
 
@@ -428,4 +434,6 @@ def gradient_em_to_em(ctx: CheckContext) -> Outcome:
             "inner_contraction_max": float(np.abs(1.0 - alpha * eig).max()),
             "step_condition_alpha_lambda_max_lt_2": alpha * lam_max < 2,
         },
+        resolution=1e-8,
+        resolution_note="the band (relative difference from the numpy EM step); round-off ~1e-14",
     )

@@ -85,4 +85,7 @@ def thm31_probability(ctx: CheckContext) -> Outcome:
             "conditions_C1": [c.message for c in conds],
             "conditions_C1_hold": [c.holds for c in conds],
         },
+        resolution=(level - floor) / level,
+        resolution_note=f"3 binomial s.e. ({B} prompts) below the level 1 - 9 delta, relative "
+        "to it: a probability of holding lower by more than this FAILs",
     )

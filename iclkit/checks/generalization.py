@@ -92,6 +92,7 @@ def gap_vs_B(ctx: CheckContext) -> Outcome:
         return Outcome(
             False, None, -0.5, "mean gap > 0 at every B",
             {"gaps": G.tolist(), "reason": "a non-positive mean gap cannot be fitted on log axes"},
+            resolution_note="a guard before the fit: no slope, no resolution",
         )  # fmt: skip
     expected = generalization_bound(2, Bs[0], D=D_MODEL).exponent["B"]
     # Fit the seed-mean gap (t-interval): a single seed's gap can be <= 0 by chance once it is
@@ -130,7 +131,10 @@ def gap_vs_L(ctx: CheckContext) -> Outcome:
     G, seeds = _gaps(ctx, Ls, [B] * len(Ls))
     Gm = G.mean(axis=1)
     if np.any(Gm <= 0):
-        return Outcome(False, None, 1.0, "mean gap > 0 at every L", {"gaps": G.tolist()})
+        return Outcome(
+            False, None, 1.0, "mean gap > 0 at every L", {"gaps": G.tolist()},
+            resolution_note="a guard before the fit: no slope, no resolution",
+        )  # fmt: skip
     fit = fit_rate(Ls, Gm, seed=ctx.stream_seed)
     expected = generalization_bound(Ls[0], B, D=D_MODEL).exponent["L"]
     return slope_outcome(

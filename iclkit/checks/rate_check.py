@@ -33,6 +33,7 @@ __all__ = [
     "rate_details",
     "rms_by_group",
     "slope_outcome",
+    "slope_resolution",
 ]
 
 
@@ -168,7 +169,35 @@ def slope_outcome(
     interval = f"{level} CI [{fit.ci_low:.3f}, {fit.ci_high:.3f}]"
     tolerance = f"{band.text}, {interval} not wholly outside{also[1]}: {reason}"
     report = {**details, "ci_outside_band": outside, "band": [band.low, band.high]}
-    return Outcome(passed, round(fit.slope, 4), expected, tolerance, report, plots)
+    res, note = slope_resolution(fit, expected, band)
+    return Outcome(
+        passed,
+        round(fit.slope, 4),
+        expected,
+        tolerance,
+        report,
+        plots,
+        resolution=res,
+        resolution_note=note,
+    )
+
+
+def slope_resolution(fit: RateFit, expected: float, band: SlopeBand) -> tuple[float | None, str]:
+    """The smallest relative error in the exponent that makes a slope check FAIL: the band's
+    half-width (for a one-sided band, its distance from ``expected``) over ``|expected|``, with
+    the fit's CI half-width (the measured noise) in the note. None when ``expected`` is 0."""
+    half = (band.high - band.low) / 2 if math.isfinite(band.low) else band.high - expected
+    h = (fit.ci_high - fit.ci_low) / 2
+    noise = f"CI half-width {h:.3f}" if math.isfinite(h) else "no CI"
+    if expected == 0:
+        return None, f"band half-width {half:.3f} around 0 (absolute); {noise}"
+    rel = abs(half) / abs(expected)
+    side = "half-width" if math.isfinite(band.low) else "distance of the one-sided bound"
+    note = (
+        f"band {side} {abs(half):.3f} / |exponent {expected:.4g}|; noise: {noise} "
+        f"({h / abs(expected):.1%} of the exponent)"
+    )
+    return rel, note
 
 
 def rate_check(

@@ -36,6 +36,7 @@ from iclkit.theory.validation import ParameterError, check_int
 
 __all__ = [
     "GROUP_ORDER",
+    "NO_RESOLUTION",
     "STATUSES",
     "STREAM_SEED_MODULUS",
     "Check",
@@ -61,6 +62,10 @@ GROUP_ORDER = ("em", "construction", "lsa", "softmax", "generalization")
 STREAM_SEED_MODULUS = 2**31
 
 
+#: ``details["resolution"]["note"]`` of a check that states no resolution.
+NO_RESOLUTION = "not stated"
+
+
 class CheckSkipped(Exception):
     """Raised inside a check that cannot run for a stated reason (the message); never a pass."""
 
@@ -84,6 +89,12 @@ class Outcome:
     info : bool
         A reported property, not a test of the claim: the result is ``INFO`` when ``passed``
         (never counted as a ``PASS``) and ``FAIL`` otherwise.
+    resolution : float or None
+        The smallest relative error in the tested quantity that would make the check FAIL, from
+        its band (and, where it matters, its measured noise); None where no relative error
+        applies (an exact count, an INFO).
+    resolution_note : str
+        How ``resolution`` follows from the band, and the measured noise next to it.
     """
 
     passed: bool
@@ -93,6 +104,8 @@ class Outcome:
     details: Mapping[str, Any] = field(default_factory=dict)
     plots: tuple[str, ...] = ()
     info: bool = False
+    resolution: float | None = None
+    resolution_note: str = ""
 
 
 Mode = Literal["quick", "full"]
@@ -310,6 +323,11 @@ def run_check(
     except Exception as exc:  # a crashing check is a failing check, with the reason kept
         error = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return _stopped(check, "FAIL", time.perf_counter() - t0, "error", error)
+    details = dict(outcome.details)
+    details["resolution"] = {
+        "relative": outcome.resolution,
+        "note": outcome.resolution_note or NO_RESOLUTION,
+    }
     return CheckResult(
         check.name,
         check.theorem,
@@ -319,6 +337,6 @@ def run_check(
         outcome.expected,
         outcome.tolerance,
         time.perf_counter() - t0,
-        dict(outcome.details),
+        details,
         tuple(outcome.plots),
     )

@@ -85,6 +85,16 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+def _resolution(res: Any) -> str:
+    """``"3% (note)"``: the smallest relative error in the tested quantity that makes the check
+    FAIL, with how it follows from the band (``"-"`` when the check states none)."""
+    if not isinstance(res, Mapping):
+        return "-"
+    rel = res.get("relative")
+    head = "none (no relative error applies)" if rel is None else f"{rel:.3g} ({rel:.1%})"
+    return f"{head}: {res.get('note', '')}"
+
+
 def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
     counts = summary(results)
     out = [
@@ -131,10 +141,11 @@ def _markdown(results: Sequence[CheckResult], meta: Mapping[str, Any]) -> str:
             f"- measured: {_fmt(r.measured)}",
             f"- expected: {_fmt(r.expected)}",
             f"- tolerance: {r.tolerance}",
+            f"- resolution: {_resolution(r.details.get('resolution'))}",
             f"- seconds: {r.seconds:.2f}",
         ]
         for k, v in r.details.items():
-            if k == "plots":
+            if k in ("plots", "resolution"):
                 continue
             text = json.dumps(to_jsonable(v)) if not isinstance(v, str) else v
             if len(text) > MD_DETAIL_CHARS:

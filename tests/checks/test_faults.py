@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from iclkit.checks.registry import CheckResult, run_check
+from iclkit.checks.registry import NO_RESOLUTION, CheckResult, run_check
 from iclkit.cli import main
 from iclkit.constructions.gradient_em_transformer import heads as construction_heads
 from iclkit.theory.bounds import lsa_fixed_point
@@ -222,6 +222,7 @@ def test_check_fails_under_fault(fault: Fault, patched: None) -> None:
     assert r.status == "FAIL", (fault.what, r.measured, r.details)
     assert "error" not in r.details, r.details  # failed through its criterion, not a crash
     assert fault.crossed(r), (fault.what, r.measured, r.details)
+    assert r.details["resolution"]["note"] != NO_RESOLUTION, r.details["resolution"]
 
 
 def test_faults_cover_every_listed_check(capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,3 +32,12 @@ def test_interval_outside_the_band_fails_with_the_point_inside() -> None:
 def test_interval_that_cannot_be_formed_is_never_outside() -> None:
     assert not ci_outside(_fit(-0.5, math.nan, math.nan), SlopeBand(-0.6, -0.4))
     assert not ci_outside(_fit(-0.5, -2.0, 1.0), SlopeBand.at_most(-0.35))
+
+
+def test_resolution_is_the_band_half_width_over_the_exponent() -> None:
+    out = slope_outcome(_fit(-0.5, -0.55, -0.45), -0.5, SlopeBand(-0.6, -0.4), "why", {})
+    assert out.resolution is not None and math.isclose(out.resolution, 0.2)
+    assert "CI half-width 0.050" in out.resolution_note
+    # one-sided: the distance of the bound from the exponent
+    one = slope_outcome(_fit(-0.6, -0.7, -0.5), -0.5, SlopeBand.at_most(-0.35), "why", {})
+    assert one.resolution is not None and math.isclose(one.resolution, 0.3)

@@ -20,7 +20,7 @@ def _results() -> list[CheckResult]:
             -0.5,
             "slope in [-0.6, -0.4]: reason",
             1.25,
-            {"fit": {"slope": -0.51}},
+            {"fit": {"slope": -0.51}, "resolution": {"relative": 0.2, "note": "band 0.1 / 0.5"}},
             ("em_a.png", "em_a.pdf"),
         ),
         CheckResult(
@@ -96,5 +96,8 @@ def test_write_report(tmp_path: Path) -> None:
     md = m.read_text()
     assert "![em.a](em_a.png)" in md and "(em_a.pdf)" in md
     assert "Skipped: needs x" in md and "| [em.a](#ema) |" in md
+    # the resolution: one line per check, "-" where the check states none (a crash)
+    assert "- resolution: 0.2 (20.0%): band 0.1 / 0.5" in md
+    assert md.count("- resolution: -") == 1
     # atomic writes leave no temporary files behind
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.md"]
