@@ -203,8 +203,8 @@ def imbalanced_stagewise(ctx: CheckContext) -> Outcome:
         ok,
         round(spread, 4),
         "< 0.2",
-        "under-represented: 4 phases in order; spread over K <= 20%; under-represented loss >= "
-        "0.1: phase counts are exact; the dominant time to eps, O(1/(eta eps)), has no K; a "
+        "under-represented queries in 4 phases, in order; spread over K <= 20%; "
+        "under-represented loss >= 0.1: phase counts are exact; the dominant time to eps, O(1/(eta eps)), has no K; a "
         "Theta(1) loss of the under-represented queries when the dominant ones are done (largest "
         "K) is the stage-wise claim. The dominant queries' 1 phase is definitional at p_dominant "
         "= 1/2 (Attn starts at p_dominant) and is reported, not counted",
