@@ -29,7 +29,13 @@ import torch
 
 from iclkit.theory.mor import MoRBatch
 from iclkit.theory.rng import derive_seed, make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int,
+    check_positive,
+    check_real,
+    check_seed,
+)
 
 from .algorithms import EMResult, em, gradient_em, ols, ridge
 from .em_core import log_joint
@@ -281,6 +287,9 @@ class EMPredictor:
     seed: int = 0
     name: str = "em"
 
+    def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
+
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
         pi0 = None if self.estimate_pi else batch.pi
 
@@ -306,6 +315,9 @@ class GradientEMPredictor:
     symmetric: bool = False
     seed: int = 0
     name: str = "gradient_em"
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
         pi0 = None if (self.estimate_pi or self.symmetric) else batch.pi

@@ -27,9 +27,13 @@ __all__ = [
     "check_positive",
     "check_probability_vector",
     "check_real",
+    "check_seed",
     "check_shape",
     "check_spd",
 ]
+
+#: Largest seed: torch generators take a seed in [0, 2**63 - 1] (an int64).
+MAX_SEED = 2**63 - 1
 
 #: Relative tolerance of the symmetry test of a matrix (times its largest entry, at least 1):
 #: round-off of a matrix built as ``A A^T`` or ``Q diag Q^T`` stays far below it.
@@ -60,6 +64,31 @@ def check_int(
         raise ParameterError(f"{name} must be >= {minimum}, got {ivalue}")
     if maximum is not None and ivalue > maximum:
         raise ParameterError(f"{name} must be <= {maximum}, got {ivalue}")
+    return ivalue
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """Return ``value`` as a seed, an int in [0, 2**63 - 1], or raise :class:`ParameterError`.
+
+    Python ints and numpy integers (``np.int64(3)``) are accepted. Refused, with the parameter's
+    name, the value and the range: ``bool`` (``True`` is not a seed, it is a mistake), every
+    float, integral or not (``1.5`` would be truncated silently, and ``2.0`` usually comes out of
+    arithmetic that has already rounded: above 2**53 two different seeds map to one float),
+    NaN, inf, ``None`` and strings.
+    """
+    allowed = "an integer in [0, 2**63 - 1] (Python int or numpy integer)"
+    if isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be {allowed}, got the bool {value!r}")
+    if isinstance(value, (float, np.floating)):
+        raise ParameterError(
+            f"{name} must be {allowed}, got the float {value!r} (floats are refused, even "
+            "integral ones such as 2.0: a float seed is truncated or rounded silently)"
+        )
+    if not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    ivalue = int(value)
+    if not 0 <= ivalue <= MAX_SEED:
+        raise ParameterError(f"{name} must be {allowed}, got {ivalue}")
     return ivalue
 
 
