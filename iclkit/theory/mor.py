@@ -28,6 +28,7 @@ import torch
 from .rng import derive_seed, make_generator, resolve_generator
 from .validation import (
     ParameterError,
+    check_bool,
     check_choice,
     check_covariance,
     check_finite_tensor,
@@ -128,6 +129,7 @@ class MoRConfig:
             check_positive(self.snr, "snr")
         if self.sigma is not None:
             check_positive(self.sigma, "sigma")
+        check_bool(self.symmetric, "symmetric")
         check_choice(self.pi_mode, "pi_mode", get_args(PiMode))
         check_choice(self.prior, "prior", get_args(Prior))
         check_positive(self.prior_scale, "prior_scale")
