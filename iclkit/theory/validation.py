@@ -12,6 +12,7 @@ iclkit), so every layer can use it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_finite_tensor",
     "check_int",
     "check_int_fields",
+    "check_memory",
     "check_positive",
     "check_probability_vector",
     "check_real",
@@ -315,3 +317,46 @@ def check_finite_result(value: object, what: str, arguments: Mapping[str, object
         arr = np.asarray(item, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
             raise overflow_error(what, arguments)
+
+
+# --------------------------------------------------------------------------- memory
+def available_memory() -> int | None:
+    """Bytes of memory available now: psutil's ``available`` if psutil is installed, else the
+    free physical pages from ``os.sysconf``; None where neither says."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: Below this estimate :func:`check_memory` does not ask the system (64 MiB fit anywhere).
+_MEMORY_QUERY_BYTES = 2**26
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_memory(nbytes: float, name: str, what: str) -> None:
+    """Refuse, before allocating, a computation that needs more memory than is available.
+
+    ``nbytes`` is the caller's estimate of what ``what`` allocates; ``name`` the parameter that
+    sets its size (named first in the message). Where the available memory is unknown only the
+    estimates beyond 2**62 bytes (no machine has them) are refused.
+    """
+    if nbytes < _MEMORY_QUERY_BYTES:  # small: not worth a look at the system
+        return
+    available = available_memory()
+    limit = float(2**62) if available is None else float(available)
+    if nbytes > limit:
+        have = "unknown" if available is None else _gib(available)
+        raise ParameterError(
+            f"{name}: {what} needs about {_gib(nbytes)} of memory, {have} available; "
+            "use smaller sizes"
+        )

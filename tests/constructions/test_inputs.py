@@ -130,3 +130,15 @@ def test_transformer_on_float32_inputs_with_default_pi() -> None:
     assert bool(torch.isfinite(run.beta_tf).all())
     run32 = run_gradient_em_transformer(*f, BATCH.pi.float(), cfg)
     assert bool(torch.isfinite(run32.beta_tf).all())
+
+
+def test_construction_memory_and_weight_norm_checked_before_use() -> None:
+    from iclkit.constructions.gradient_em_transformer.build import build_gradient_em_transformer
+
+    with pytest.raises(ParameterError, match="^d: the construction .* GiB of memory"):
+        build_gradient_em_transformer(10**6, 2, 100, 1.0, 2)
+    with pytest.raises(ParameterError, match="^T_outer: the construction"):
+        build_gradient_em_transformer(3, 3, 100, 1.0, 10**9)
+    for bad in (math.nan, math.inf, 1e300):
+        with pytest.raises(ParameterError, match="^R_residual"):
+            ConstructionConfig(R_residual=bad)

@@ -72,3 +72,19 @@ def test_convention_helpers() -> None:
 def test_singular_lsa_optimum_is_a_parameter_error() -> None:
     with pytest.raises(ParameterError, match="^M2: .* singular"):
         lsa_mor_optimum(np.eye(2), np.zeros((2, 2)), np.zeros((2, 2)), 0.0, 3)
+
+
+def test_memory_estimates_refuse_before_allocating() -> None:
+    from iclkit.theory.features import FeatureConfig
+    from iclkit.theory.mor import sample_mor
+    from iclkit.theory.validation import check_memory
+
+    check_memory(1024, "x", "a small thing")  # never asks the system
+    with pytest.raises(
+        ParameterError, match=r"^batch_size: sampling .* GiB of memory, .* available"
+    ):
+        sample_mor(MoRConfig(d=5), 999_999_999_999, seed=0)
+    with pytest.raises(ParameterError, match="^n: sampling"):
+        sample_mor(MoRConfig(d=5, n=10**10), 10, seed=0)
+    with pytest.raises(ParameterError, match="^K: .* features"):
+        FeatureConfig(K=999_999_999_999, N=10)
