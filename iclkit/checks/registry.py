@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from iclkit.io import to_jsonable
 from iclkit.theory.rng import derive_seed
-from iclkit.theory.validation import ParameterError, check_int
+from iclkit.theory.validation import ParameterError, check_seed
 
 __all__ = [
     "GROUP_ORDER",
@@ -310,7 +310,7 @@ def run_check(
         check = _REGISTRY[check]
     if mode not in ("quick", "full"):
         raise ParameterError(f"mode must be 'quick' or 'full', got {mode!r}")
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed, "seed")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

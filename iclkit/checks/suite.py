@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from iclkit.theory.validation import ParameterError, check_int
+from iclkit.theory.validation import ParameterError, check_int, check_seed
 from iclkit.version import __version__
 
 from .registry import CheckResult, Mode, run_check, select_checks
@@ -61,7 +61,7 @@ class CheckConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("quick", "full"):
             raise ParameterError(f"mode must be 'quick' or 'full', got {self.mode!r}")
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed, "seed")
         check_int(self.threads, "threads", minimum=1)
 
 

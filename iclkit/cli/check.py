@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print(_list(only, args.json))
         return 0
+    options.check_out_dir(args.out)  # before minutes of checks, not after
     config = options.config_from_args(CheckConfig, args, only=only, out_dir=args.out)
     result = run_checks(config)
     print(format_table(result.results))

@@ -83,6 +83,8 @@ def add(dyn: options.SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        options.check_out_dir(args.plot, "--plot")
     # every LSAConfig field has an option of the same name (comma lists become tuples)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(LSAConfig):

@@ -106,6 +106,8 @@ def _features(args: argparse.Namespace) -> FeatureConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        options.check_out_dir(args.plot, "--plot")
     eps = check_positive(args.eps, "eps")
     config = options.config_from_args(SoftmaxConfig, args, features=_features(args), stop_loss=eps)
     result = simulate_softmax(config, progress=args.progress)

@@ -4,7 +4,8 @@ Each subcommand lives in its own module of this package with two functions: ``ad
 builds its parser and ``run(args) -> int`` turns the arguments into a library config, calls one
 library function and formats the result. Bad input raises
 :class:`iclkit.theory.validation.ParameterError`; :func:`main` prints it as one line naming the
-parameter and exits with code 2, never with a traceback. Nothing in the package imports this
+parameter and exits with code 2, never with a traceback; so does an ``OSError`` on a file
+(the path and the reason on one line). Nothing in the package imports this
 package.
 """
 
@@ -107,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParameterError as exc:
         chosen = _chosen_parser(parser, args)
         print(f"{chosen.prog}: error: {_as_flag(str(exc), chosen)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the library opened: one line with the path, no traceback
+        where = exc.filename if exc.filename is not None else "file"
+        reason = exc.strerror or str(exc)
+        print(f"{_chosen_parser(parser, args).prog}: error: {where}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{_chosen_parser(parser, args).prog}: interrupted", file=sys.stderr)

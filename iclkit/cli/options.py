@@ -9,7 +9,8 @@
 - :func:`add_out_option`, :func:`add_json_option`, :func:`add_progress_option`: ``--out``,
   ``--json`` (one JSON object instead of a table) and ``--progress/--no-progress``;
 - :func:`float_list` (comma-separated numbers), :func:`print_json`, and reading / atomically
-  writing ``.npz`` files (:func:`load_npz`, :func:`save_npz`).
+  writing ``.npz`` files (:func:`load_npz`, :func:`save_npz`), output paths checked before any
+  work (:func:`check_out_file`, :func:`check_out_dir`).
 
 The same flag means the same thing in every subcommand: ``--n`` is the number of in-context
 examples per prompt, ``--batch`` the number of prompts, ``--snr`` the signal-to-noise ratio
@@ -22,11 +23,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.lib.format as npformat
 import torch
 
 from iclkit.constructions.prompts import PromptsConfig
@@ -198,36 +203,131 @@ def prompts_config_from(args: argparse.Namespace) -> PromptsConfig:
     return config_from_args(PromptsConfig, args, mor=mor_config_from(args))
 
 
+#: Largest array an ``--in`` file may hold, in bytes after decompression (read from the .npy
+#: header before any data): 1 GiB holds 10,000 prompts of n = 1,000 examples in d = 12 in
+#: float64; beyond it a small compressed file could claim any size.
+MAX_ARRAY_BYTES = 2**30
+
+#: The errors of reading a damaged archive or .npy member (zipfile, zlib, numpy's header parser).
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error)
+
+
+def _problem(exc: BaseException) -> str:
+    """The short reason of an OS or format error (``strerror`` without the path)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
 def load_npz(
     path: str, required: Sequence[str], optional: Sequence[str] = ()
 ) -> dict[str, torch.Tensor]:
-    """Load arrays from ``path`` as float64 tensors.
+    """Load the arrays ``required`` and ``optional`` from ``path`` as float64 tensors.
 
-    A missing file or key (named ``--in``) and NaN/inf entries are ParameterErrors.
+    Lazily: only the named keys are read, each after its .npy header has been checked (numbers
+    only - no strings or objects -, at most :data:`MAX_ARRAY_BYTES`). Every problem (missing or
+    unreadable file, not an .npz, truncated or corrupt archive, missing key, NaN/inf entries) is
+    a ParameterError naming ``--in`` and the path.
     """
-    if not os.path.isfile(path):
-        raise ParameterError(f"--in: file not found: {path}")
+    if not path:
+        raise ParameterError("--in: empty path")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"--in: cannot read {path} as .npz ({exc})") from None
-    missing = [k for k in required if k not in arrays]
-    if missing:
-        raise ParameterError(
-            f"--in: {path} is missing key(s) {', '.join(missing)} (required: {', '.join(required)})"
-        )
-    out: dict[str, torch.Tensor] = {}
-    for k in (*required, *optional):
-        if k in arrays:
-            a = arrays[k]
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise ParameterError(f"{k}: array in {path} contains NaN or infinite entries")
-            out[k] = torch.from_numpy(a).to(torch.float64)
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ParameterError(f"--in: file not found: {path}") from None
+    except _READ_ERRORS as exc:
+        raise ParameterError(f"--in: cannot read {path} as .npz ({_problem(exc)})") from None
+    with zf:
+        members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
+        missing = [k for k in required if k not in members]
+        if missing:
+            raise ParameterError(
+                f"--in: {path} is missing key(s) {', '.join(missing)} "
+                f"(required: {', '.join(required)})"
+            )
+        out: dict[str, torch.Tensor] = {}
+        for k in (*required, *optional):
+            if k in members:
+                try:
+                    a = _read_member(zf, members[k], path, k)
+                except ParameterError:
+                    raise
+                except _READ_ERRORS as exc:
+                    raise ParameterError(
+                        f"--in: cannot read array {k} of {path} ({_problem(exc)})"
+                    ) from None
+                if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                    raise ParameterError(f"{k}: array in {path} contains NaN or infinite entries")
+                out[k] = torch.from_numpy(a).to(torch.float64)
     return out
 
 
-def save_npz(path: str, arrays: dict[str, Any]) -> None:
-    """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+def _read_member(zf: zipfile.ZipFile, member: str, path: str, key: str) -> np.ndarray:
+    """One .npy member: header first (dtype, shape, size limit), then exactly its data."""
+    with zf.open(member) as fh:
+        version = npformat.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = npformat.read_array_header_2_0(fh)
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise ParameterError(
+                f"--in: array {key} of {path} holds {dtype} values; numbers are needed"
+            )
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES:
+            raise ParameterError(
+                f"--in: array {key} of {path} claims shape {tuple(shape)} ({nbytes / 2**30:.3g} "
+                f"GiB); the limit is {MAX_ARRAY_BYTES / 2**30:g} GiB per array"
+            )
+        data = fh.read(nbytes)
+    if len(data) != nbytes:
+        raise ParameterError(
+            f"--in: array {key} of {path} is truncated ({len(data)} of {nbytes} bytes)"
+        )
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return arr.copy()
+
+
+def check_out_file(path: str, flag: str = "--out") -> str:
+    """An output file path: not empty, not an existing folder, not inside a file."""
+    if not path:
+        raise ParameterError(f"{flag}: empty path")
+    if os.path.isdir(path):
+        raise ParameterError(f"{flag}: {path} is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):  # the nearest existing ancestor
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ParameterError(f"{flag}: cannot write {path} ({parent} is not a directory)")
+    return path
+
+
+def check_out_dir(path: str, flag: str = "--out") -> str:
+    """An output folder, created now (before any work) so that a bad path fails at once."""
+    if not path:
+        raise ParameterError(f"{flag}: empty path")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ParameterError(f"{flag}: {path} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"{flag}: cannot create directory {path} ({_problem(exc)})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ParameterError(f"{flag}: directory {path} is not writable (permission denied)")
+    return path
+
+
+def save_npz(path: str, arrays: dict[str, Any], flag: str = "--out") -> None:
+    """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    OS errors (permission, not a directory, name too long, disk full) are ParameterErrors
+    naming ``flag`` and the path; the temporary file is removed.
+    """
+    check_out_file(path, flag)
     payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
-    write_atomically(path, lambda fh: np.savez(fh, **payload))
+    try:
+        write_atomically(path, lambda fh: np.savez(fh, **payload))
+    except OSError as exc:
+        raise ParameterError(f"{flag}: cannot write {path} ({_problem(exc)})") from None

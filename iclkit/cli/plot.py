@@ -9,7 +9,7 @@ import argparse
 
 from iclkit.experiments.reproduce import redraw_figures
 
-from .options import SubParsers, add_out_option, add_subcommand, print_json
+from .options import SubParsers, add_out_option, add_subcommand, check_out_file, print_json
 from .reproduce import FIGURE_CHOICES
 
 
@@ -28,6 +28,8 @@ def add(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_out_file(args.out)
     drawn = redraw_figures(args.figure, args.results, args.out)
     print_json({"figures": {f: {"pdf": fig.pdf, "png": fig.png} for f, fig in drawn.items()}})
     return 0

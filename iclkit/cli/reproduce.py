@@ -21,7 +21,14 @@ from iclkit.experiments.reproduce import (
     reproduce_figures,
 )
 
-from .options import SubParsers, add_out_option, add_progress_option, add_subcommand, print_json
+from .options import (
+    SubParsers,
+    add_out_option,
+    add_progress_option,
+    add_subcommand,
+    check_out_dir,
+    print_json,
+)
 
 FIGURE_CHOICES = (*FIGURES, ALL_FIGURES)
 #: The positional figure name that runs the trained-vs-constructed comparison instead.
@@ -53,6 +60,7 @@ def add(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
     if args.figure == CONSTRUCTED:
         _print_constructed(reproduce_constructed(args.preset, args.out, progress=args.progress))
         return 0

@@ -16,6 +16,11 @@ from . import options
 _DEFAULTS = AlgorithmConfig()
 
 
+#: The arrays each algorithm reads besides X, y, sigma (and pi, all but ols and ridge); only
+#: these are loaded from --in.
+_KEYS = {"em": ["init"], "gradient-em": ["init"], "oracle": ["betas"], "bayes": ["betas"]}
+
+
 def add(sub: options.SubParsers) -> None:
     p = options.add_subcommand(sub, "run-algo", run, doc=__doc__)
     p.add_argument("--algo", required=True, choices=ALGORITHMS, help="algorithm to run")
@@ -53,7 +58,9 @@ def add(sub: options.SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = options.config_from_args(AlgorithmConfig, args)
-    data = options.load_npz(args.inp, ["X", "y", "sigma"], ["init", "pi", "betas"])
+    options.check_out_file(args.out)
+    optional = [*_KEYS.get(args.algo, []), *(["pi"] if args.algo in _KEYS else [])]
+    data = options.load_npz(args.inp, ["X", "y", "sigma"], optional)
     est = run_algorithm(args.algo, data, config)
     options.save_npz(args.out, {"beta": est.beta.numpy(), "pi": est.pi.numpy()})
     shapes = f"beta {tuple(est.beta.shape)} and pi {tuple(est.pi.shape)}"

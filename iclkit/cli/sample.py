@@ -22,6 +22,7 @@ def add(sub: options.SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = options.prompts_config_from(args)
+    options.check_out_file(args.out)
     options.save_npz(args.out, sample_prompts(config).arrays())
     mor = config.mor
     print(f"wrote {config.batch} prompts (n={mor.n}, d={mor.d}, K={mor.K}) to {args.out}")

@@ -16,8 +16,15 @@ These are the algorithms the Theorem 3.1 transformer of Jin, Balasubramanian, La
   i.e. least-squares gradient steps on the surrogate labels ``tanh(y_i x_i^T beta / sigma^2) y_i``.
 
 Everything is batched over the B prompts in torch (no Python loop over prompts) and runs in
-the dtype of the inputs (float64 recommended). Shapes: ``X (B, n, d)``, ``y (B, n)``,
-``betas (B, K, d)``, ``pi (B, K)``, ``sigma (B,)``.
+the common float dtype of the inputs (float64 recommended) on their device; every entry point
+first passes its tensors through :func:`iclkit.constructions.inputs.prepare_tensors` (dtype
+promotion, one device, detached: these reference algorithms are never trained through).
+Shapes: ``X (B, n, d)``, ``y (B, n)``, ``betas (B, K, d)``, ``pi (B, K)``, ``sigma (B,)``
+(or one float for all prompts).
+
+:func:`em` and :func:`gradient_em` never return NaN/inf as an estimate: a prompt whose iterate
+becomes non-finite (a step size that diverges, data too extreme for the E-step) keeps its last
+finite iterate, and the result says ``status="diverged"`` with the first such iteration.
 
 Implementation note: each M-step forms the weighted moments ``S_k = (1/n) X^T W_k X`` (B, K, d, d)
 and ``m_k = (1/n) X^T W_k y`` (B, K, d) once; a gradient step is then
@@ -29,7 +36,7 @@ in :mod:`iclkit.constructions.em_core`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -45,7 +52,9 @@ from iclkit.theory.validation import (
 )
 
 from .em_core import (
+    EMResult,
     Sigma,
+    Trace,
     as_sigma,
     check_em_inputs,
     log_joint,
@@ -53,6 +62,7 @@ from .em_core import (
     solve_spd,
     weighted_moments,
 )
+from .inputs import prepare_prompts
 
 __all__ = [
     "EMResult",
@@ -76,26 +86,6 @@ MStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 _HALF_ATOL = 1e-12
 
 
-@dataclass(frozen=True)
-class EMResult:
-    """Output of :func:`em` and :func:`gradient_em`.
-
-    Attributes
-    ----------
-    betas : (B, K, d) final component estimates.
-    pi : (B, K) final mixing weights (the given ones when pi is known).
-    log_likelihood : (B, T+1) observed-data log-likelihood after each outer iteration
-        (column 0 is the initialisation).
-    iterations : int
-        Number of outer (EM) iterations run.
-    """
-
-    betas: Tensor
-    pi: Tensor
-    log_likelihood: Tensor
-    iterations: int
-
-
 # --------------------------------------------------------------------------- E-step
 def responsibilities(
     X: Tensor, y: Tensor, betas: Tensor, pi: Tensor | None, sigma: Sigma
@@ -106,12 +96,16 @@ def responsibilities(
     -------
     gamma : (B, n, K), rows sum to 1.
     """
+    X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
+    betas, pi = cast(Tensor, t["betas"]), t["pi"]
     sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
     return posterior(log_joint(X, y, betas, pi_t, sig))[0]
 
 
 def log_likelihood(X: Tensor, y: Tensor, betas: Tensor, pi: Tensor | None, sigma: Sigma) -> Tensor:
     """Observed-data log-likelihood ``sum_i log sum_k pi_k phi(y_i; x_i^T beta_k, sigma^2)``, (B,)."""
+    X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
+    betas, pi = cast(Tensor, t["betas"]), t["pi"]
     sig, pi_t = check_em_inputs(X, y, betas, sigma, pi)
     return posterior(log_joint(X, y, betas, pi_t, sig))[1]
 
@@ -141,7 +135,8 @@ def em_step(
     betas : (B, K, d)
     pi : (B, K), re-estimated if ``estimate_pi`` else unchanged.
     """
-    gamma, pi_t = _e_step(X, y, betas, sigma, pi)
+    X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
+    gamma, pi_t = _e_step(X, y, cast(Tensor, t["betas"]), sigma, t["pi"])
     return _m_step(X, y, gamma, pi_t, estimate_pi)
 
 
@@ -168,9 +163,11 @@ def em(
 
     ``pi`` is the initial (``estimate_pi=True``) or the known (``estimate_pi=False``) mixing
     weights; ``None`` means uniform. sigma is known (not re-estimated), as in the paper.
-    EM never decreases the observed log-likelihood; the trace is returned.
+    EM never decreases the observed log-likelihood; the trace is returned, with a status.
     """
     T = check_int(T, "T", minimum=0)
+    X, y, sigma, t = prepare_prompts(X, y, sigma, init=init, pi=pi)
+    init, pi = cast(Tensor, t["init"]), t["pi"]
     return _iterate(
         X,
         y,
@@ -197,12 +194,12 @@ def _iterate(
     # one log-joint per iteration gives both the likelihood of the current iterate and the
     # responsibilities of the next E-step
     gamma, ll0 = posterior(log_joint(X, y, betas, pi_t, sig))
-    ll = [ll0]
-    for _ in range(T):
+    trace = Trace.start(betas, pi_t, ll0)
+    for t in range(1, T + 1):
         betas, pi_t = m_step(gamma, betas, pi_t)
         gamma, ll_t = posterior(log_joint(X, y, betas, pi_t, sig))
-        ll.append(ll_t)
-    return EMResult(betas, pi_t, torch.stack(ll, dim=1), T)
+        trace.update(t, betas, pi_t, ll_t)
+    return trace.result(T)
 
 
 # --------------------------------------------------------------------------- gradient EM
@@ -230,8 +227,9 @@ def gradient_em_step(
     times); ``pi_k <- (1/n) sum_i gamma_ik`` if ``estimate_pi``.
     """
     T_inner, alpha = _check_step(T_inner, alpha)
-    betas = betas.to(X.dtype)
-    gamma, pi_t = _e_step(X, y, betas, sigma, pi)
+    X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
+    betas = cast(Tensor, t["betas"])
+    gamma, pi_t = _e_step(X, y, betas, sigma, t["pi"])
     return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
 
 
@@ -282,7 +280,8 @@ def symmetric_gradient_em_step(
     beta : (B, d)
     """
     T_inner, alpha = _check_step(T_inner, alpha)
-    beta, sig = _symmetric_inputs(X, y, beta, sigma, "beta")
+    X, y, sigma, t = prepare_prompts(X, y, sigma, beta=beta)
+    beta, sig = _symmetric_inputs(X, y, cast(Tensor, t["beta"]), sigma, "beta")
     return _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity)
 
 
@@ -292,12 +291,13 @@ def _symmetric_inputs(
     """Validate the symmetric model's estimate ``beta`` (B, d) (or ``init`` (B, 2, d), of which
     ``[:, 0]`` is used) and sigma; return them in the dtype of X."""
     B, _, d = validate_prompts(X, y)
-    if beta.dim() == 3:
+    if isinstance(beta, Tensor) and beta.dim() == 3:
         check_shape(beta, name, (B, 2, d))
+        check_finite_tensor(beta, name)
         beta = beta[:, 0]
     check_shape(beta, name, (B, d))
     check_finite_tensor(beta, name)
-    return beta.to(X.dtype), as_sigma(sigma, B, X.dtype)
+    return beta.to(X.dtype), as_sigma(sigma, B, X.dtype, X.device)
 
 
 def _symmetric_step(
@@ -357,6 +357,8 @@ def gradient_em(
     """
     T_outer = check_int(T_outer, "T_outer", minimum=0)
     T_inner, alpha = _check_step(T_inner, alpha)
+    X, y, sigma, t = prepare_prompts(X, y, sigma, init=init, pi=pi)
+    init, pi = cast(Tensor, t["init"]), t["pi"]
     if symmetric:
         if estimate_pi:
             raise ParameterError(
@@ -386,19 +388,20 @@ def _symmetric_gradient_em(
     B = X.shape[0]
     if pi is not None:
         check_shape(pi, "pi", (B, 2))
+        check_finite_tensor(pi, "pi")
         if bool(((pi - 0.5).abs() > _HALF_ATOL).any()):
             raise ParameterError("pi must be (1/2, 1/2) in the symmetric model")
-    half = torch.full((B, 2), 0.5, dtype=X.dtype)
+    half = torch.full((B, 2), 0.5, dtype=X.dtype, device=X.device)
 
     def ll_of(b: Tensor) -> Tensor:
         return posterior(log_joint(X, y, torch.stack([b, -b], 1), half, sigma))[1]
 
-    ll = [ll_of(beta)]
+    trace = Trace.start(beta, half, ll_of(beta))
     S = X.transpose(1, 2) @ X / X.shape[1]
-    for _ in range(T_outer):
+    for t in range(1, T_outer + 1):
         beta = _symmetric_step(X, y, beta, sigma, T_inner, alpha, nonlinearity, S)
-        ll.append(ll_of(beta))
-    return EMResult(torch.stack([beta, -beta], 1), half, torch.stack(ll, 1), T_outer)
+        trace.update(t, beta, half, ll_of(beta))
+    return trace.result(T_outer, symmetric=True)
 
 
 # --------------------------------------------------------------------------- single-component baselines
@@ -407,8 +410,22 @@ def ols(X: Tensor, y: Tensor) -> Tensor:
 
     The minimum-norm solution when n < d (pseudo-inverse).
     """
-    validate_prompts(X, y)
-    return (torch.linalg.pinv(X) @ y[..., None])[..., 0]
+    X, y, _, _ = prepare_prompts(X, y, None)
+    try:
+        w = (torch.linalg.pinv(X) @ y[..., None])[..., 0]
+    except RuntimeError as exc:  # LinAlgError: the SVD did not converge
+        raise ParameterError(f"X: the least-squares solve failed ({exc})") from None
+    return _finite_solution(w)
+
+
+def _finite_solution(w: Tensor) -> Tensor:
+    """``w``, or a ParameterError where the solve gave NaN/inf."""
+    if not bool(torch.isfinite(w).all()):
+        raise ParameterError(
+            "X, y: the solve gave non-finite weights (data too extreme or too ill-conditioned "
+            "for the dtype); rescale the data"
+        )
+    return w
 
 
 def ridge(X: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
@@ -417,7 +434,9 @@ def ridge(X: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
     With ``lam = sigma^2 / tau^2`` this is the posterior mean of a single Gaussian component
     beta ~ N(0, tau^2 I).
     """
-    B, _, d = validate_prompts(X, y)
+    X, y, _, t = prepare_prompts(X, y, None, lam=lam if isinstance(lam, Tensor) else None)
+    B, _, d = X.shape
+    lam = cast(Tensor, t["lam"]) if isinstance(lam, Tensor) else lam
     if isinstance(lam, Tensor):
         if lam.dim() == 0:
             lam = lam.expand(B)
@@ -427,7 +446,9 @@ def ridge(X: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
             raise ParameterError("lam must be >= 0")
         lam_t = lam.to(X.dtype)
     else:
-        lam_t = torch.full((B,), check_real(lam, "lam", minimum=0.0), dtype=X.dtype)
-    A = X.transpose(1, 2) @ X + lam_t[:, None, None] * torch.eye(d, dtype=X.dtype)
+        lam_t = torch.full(
+            (B,), check_real(lam, "lam", minimum=0.0), dtype=X.dtype, device=X.device
+        )
+    A = X.transpose(1, 2) @ X + lam_t[:, None, None] * torch.eye(d, dtype=X.dtype, device=X.device)
     b = X.transpose(1, 2) @ y[..., None]
-    return solve_spd(A, b[..., 0])
+    return _finite_solution(solve_spd(A, b[..., 0]))

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
+from torch import Tensor
 
 from iclkit.theory.mor import validate_prompts
 from iclkit.theory.validation import (
     ParameterError,
+    check_finite_tensor,
     check_int,
     check_positive,
     check_real,
@@ -28,6 +31,8 @@ from iclkit.theory.validation import (
 )
 
 from .algorithms import em, gradient_em, ols, ridge
+from .em_core import as_sigma
+from .inputs import prepare_tensors
 
 __all__ = ["ALGORITHMS", "AlgorithmConfig", "Estimates", "run_algorithm"]
 
@@ -75,10 +80,18 @@ DEFAULT_ALGORITHM = AlgorithmConfig()
 
 @dataclass(frozen=True)
 class Estimates:
-    """Component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K)``."""
+    """Component estimates ``beta (B, K, d)`` and mixing weights ``pi (B, K)``.
+
+    ``status`` is the iterative algorithms' (``converged``, ``max_iter``, ``diverged``; see
+    :class:`~iclkit.constructions.algorithms.EMResult`, whose diverged prompts keep their last
+    finite iterate) or ``"closed-form"``; ``first_nonfinite`` the first iteration at which a
+    non-finite value appeared (None: none did).
+    """
 
     beta: torch.Tensor
     pi: torch.Tensor
+    status: str = "closed-form"
+    first_nonfinite: int | None = None
 
 
 def _required(prompts: Mapping[str, torch.Tensor], key: str, algorithm: str) -> torch.Tensor:
@@ -95,32 +108,57 @@ def run_algorithm(
     ``prompts`` holds ``X`` (B, n, d), ``y`` (B, n), ``sigma`` (B,) (the known noise levels),
     and, where the algorithm needs them, ``init`` (B, K, d) (em, gradient-em), ``betas``
     (B, K, d) (the true components: oracle) and optionally ``pi`` (B, K) (initial or known
-    mixing weights; default uniform): the arrays ``iclkit sample`` writes.
+    mixing weights; default uniform): the arrays ``iclkit sample`` writes. ``sigma`` may be
+    one float for all prompts. The tensors pass the algorithms' boundary
+    (:mod:`iclkit.constructions.inputs`): one float dtype, one device, detached.
     """
     if name not in ALGORITHMS:
         raise ParameterError(f"algorithm must be one of {ALGORITHMS}, got {name!r}")
+    if not isinstance(config, AlgorithmConfig):
+        raise ParameterError(f"config must be an AlgorithmConfig, got {type(config).__name__}")
+    if not isinstance(prompts, Mapping):
+        raise ParameterError(f"prompts must be a mapping of arrays, got {type(prompts).__name__}")
     X, y = _required(prompts, "X", name), _required(prompts, "y", name)
-    sigma = torch.atleast_1d(_required(prompts, "sigma", name))
+    sigma = _required(prompts, "sigma", name)
     pi, c = prompts.get("pi"), config
     if name == "em":
         estimate_pi = True if c.estimate_pi is None else c.estimate_pi
         init = _required(prompts, "init", name)
         res = em(X, y, init, sigma, pi, T=c.T_outer, estimate_pi=estimate_pi)
-        return Estimates(res.betas, res.pi)
+        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite)
     if name == "gradient-em":
         res = gradient_em(
             X, y, _required(prompts, "init", name), sigma, None if c.symmetric else pi,
             T_outer=c.T_outer, T_inner=c.T_inner, alpha=c.alpha,
             estimate_pi=bool(c.estimate_pi), symmetric=c.symmetric,
         )  # fmt: skip
-        return Estimates(res.betas, res.pi)
-    B, _, d = validate_prompts(X, y)
+        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite)
     if name == "oracle":
-        truth = _required(prompts, "betas", name)
+        t = prepare_tensors({"X": X, "y": y, "betas": _required(prompts, "betas", name), "pi": pi})
+        B, _, d = validate_prompts(cast(Tensor, t["X"]), cast(Tensor, t["y"]))
+        truth = cast(Tensor, t["betas"])
         check_shape(truth, "betas", (B, None, d))
+        check_finite_tensor(truth, "betas")
         K = truth.shape[1]
-        weights = torch.full((B, K), 1.0 / K, dtype=torch.float64) if pi is None else pi
+        weights = t["pi"]
+        if weights is None:
+            weights = torch.full((B, K), 1.0 / K, dtype=truth.dtype, device=truth.device)
         check_shape(weights, "pi", (B, K))
+        check_finite_tensor(weights, "pi")
         return Estimates(truth, weights)
-    w = ols(X, y) if name == "ols" else ridge(X, y, sigma**2 if c.lam is None else c.lam)
-    return Estimates(w[:, None, :], torch.ones(B, 1, dtype=torch.float64))
+    if name == "ols":
+        w = ols(X, y)
+    else:
+        lam: Tensor | float | None = c.lam
+        if lam is None:  # sigma^2 per prompt
+            Xp, yp, sp = _tensors(X, y, sigma)
+            B = validate_prompts(Xp, yp)[0]
+            lam = as_sigma(sp, B, Xp.dtype, Xp.device) ** 2
+        w = ridge(X, y, cast(Tensor | float, lam))
+    return Estimates(w[:, None, :], torch.ones(w.shape[0], 1, dtype=w.dtype, device=w.device))
+
+
+def _tensors(*values: object) -> list[Tensor]:
+    """``values`` through :func:`prepare_tensors` (numbers stay numbers)."""
+    named = prepare_tensors({f"arg{i}": v for i, v in enumerate(values)})
+    return [cast(Tensor, named.get(f"arg{i}", v)) for i, v in enumerate(values)]

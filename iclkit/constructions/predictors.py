@@ -8,8 +8,8 @@ that predicts at every x token fits the same interface. ``positions=None`` means
 
 Baselines (``docs/provenance.md`` §2, §4):
 
-<<<<<<< HEAD
-- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, docs/provenance.md §2 [2nd]).
+- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference,
+  ``docs/provenance.md`` §2 [2nd]).
 - :class:`KnownComponentsPredictor` - posterior mean of ``y_m`` given the prompt prefix and the
   *true* component set (not a Bayes-optimal in-context learner: it is told the components).
   With fixed, known pi it *equals* the oracle: z_m is independent of the prompt and of x_m, so
@@ -19,14 +19,6 @@ Baselines (``docs/provenance.md`` §2, §4):
 - :class:`iclkit.constructions.bayes_optimal.BayesOptimalPredictor` - the posterior mean given
   the prompt alone (components integrated over their prior, assignments summed over): the
   floor of any in-context learner.
-=======
-- :class:`OraclePredictor` - ``x^T sum_k pi_k beta_k`` (the paper's reference, ``docs/provenance.md`` §2 [2nd]).
-- :class:`BayesPredictor` - posterior mean of ``y_m`` given the prompt prefix and the true
-  component set. With fixed, known pi this *equals* the oracle: z_m is independent of the prompt
-  and of x_m, so ``E[y_m | prompt, x_m, betas] = x_m^T sum_k pi_k beta_k``. With
-  ``pi ~ Dirichlet`` per prompt (K = 2) the prefix is informative about pi and the posterior
-  mean of pi is computed by quadrature on a Gauss-Legendre grid.
->>>>>>> issue15
 - :class:`EMPredictor`, :class:`GradientEMPredictor` - plug-in ``x^T sum_k pi_hat_k beta_hat_k``.
 - :class:`OLSPredictor`, :class:`RidgePredictor`, :class:`ZeroPredictor`.
 """
@@ -42,7 +34,13 @@ import torch
 
 from iclkit.theory.mor import MoRBatch
 from iclkit.theory.rng import derive_seed, make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int,
+    check_positive,
+    check_real,
+    check_seed,
+)
 
 from .algorithms import EMResult, em, gradient_em, ols, ridge
 from .em_core import log_joint
@@ -295,6 +293,9 @@ class EMPredictor:
     seed: int = 0
     name: str = "em"
 
+    def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
+
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
         pi0 = None if self.estimate_pi else batch.pi
 
@@ -320,6 +321,9 @@ class GradientEMPredictor:
     symmetric: bool = False
     seed: int = 0
     name: str = "gradient_em"
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed, "seed")
 
     def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
         pi0 = None if (self.estimate_pi or self.symmetric) else batch.pi

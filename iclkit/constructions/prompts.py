@@ -17,7 +17,7 @@ import torch
 
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
-from iclkit.theory.validation import check_int, check_real
+from iclkit.theory.validation import check_int, check_real, check_seed
 
 from .predictors import LOCAL_INIT_RHO, initial_estimate
 
@@ -52,7 +52,7 @@ class PromptsConfig:
 
     def __post_init__(self) -> None:
         check_int(self.batch, "batch", minimum=1)
-        check_int(self.seed, "seed")
+        check_seed(self.seed, "seed")
         check_real(self.rho, "rho", minimum=0.0)
 
 

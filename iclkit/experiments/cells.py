@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from iclkit.theory.mor import MoRConfig
-from iclkit.theory.validation import ParameterError, check_int
+from iclkit.theory.validation import ParameterError, check_int, check_seed
 
 from .evaluation import EvalConfig, evaluate
 from .models import ModelConfig
@@ -214,7 +214,7 @@ def build_configs(spec: dict[str, Any]) -> tuple[MoRConfig, ModelConfig, TrainCo
     try:
         model = ModelConfig(d=data.d, **model_kw)
         train_kw = dict(spec["train"])
-        seed = check_int(spec.get("seed", 0), "seed", minimum=0)
+        seed = check_seed(spec.get("seed", 0), "seed")
         cur = train_kw.pop("curriculum", None)
         train_config = TrainConfig(
             **train_kw, seed=seed, curriculum=Curriculum(**cur) if cur else None

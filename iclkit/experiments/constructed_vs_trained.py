@@ -42,6 +42,7 @@ from iclkit.theory.validation import (
     check_int_fields,
     check_positive,
     check_real,
+    check_seed,
 )
 
 from .models import ModelConfig
@@ -120,6 +121,7 @@ class ComparisonConfig:
     def __post_init__(self) -> None:
         # prompts >= 8: each half (probe fit / probe score) needs at least 4 prompts.
         check_int_fields(self, {"d": 1, "n": 2, "prompts": 8})
+        check_seed(self.seed, "seed")
         # T_outer >= 1: with no gradient-EM iteration the construction is only its read-out.
         check_int(self.construction.T_outer, "T_outer", minimum=1)
         if self.construction.symmetric:

@@ -40,7 +40,13 @@ from iclkit.constructions.predictors import (
 from iclkit.theory.metrics import excess_risk, excess_risk_vs_oracle, prediction_mse
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
-from iclkit.theory.validation import ParameterError, check_int, check_int_fields
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int,
+    check_int_fields,
+    check_positive,
+    check_real,
+)
 
 from .models import ICLTransformer
 
@@ -117,6 +123,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_int_fields(self, {"prompts": 2, "em_T": 0})
+        check_positive(self.alpha, "alpha")
+        check_real(self.rho, "rho", minimum=0.0)
+        if isinstance(self.methods, str) or not isinstance(self.methods, (tuple, list)):
+            raise ParameterError(f"methods must be a tuple of names, got {self.methods!r}")
         unknown = [m for m in self.methods if m not in BASELINES]
         if unknown:
             raise ParameterError(f"methods: unknown baseline(s) {unknown}; choose from {BASELINES}")

@@ -29,6 +29,7 @@ from iclkit.version import __version__
 
 __all__ = [
     "RESULT_SCHEMA",
+    "clean_temporaries",
     "finished_cells",
     "provenance",
     "read_results",
@@ -77,6 +78,23 @@ RESULT_SCHEMA = pa.schema(
         ("finished_utc", pa.string()),
     ]
 )
+
+
+def clean_temporaries(out: str, figure: str) -> list[str]:
+    """Remove the temporary files (``.tmp-*``, :func:`iclkit.io.write_atomically`) that a
+    killed sweep of ``figure`` left under ``out``: in the figure's folder (figures), its
+    ``results/`` and its ``checkpoints/``. Returns the paths removed.
+
+    A sweep owns its output folder: two sweeps must not write into one ``out`` at once.
+    """
+    removed = []
+    base = os.path.join(out, figure)
+    for folder in (base, results_dir(out, figure), os.path.join(base, "checkpoints")):
+        for stale in glob.glob(os.path.join(folder, ".tmp-*")):
+            if os.path.isfile(stale):
+                os.unlink(stale)
+                removed.append(stale)
+    return removed
 
 
 def results_dir(out: str, figure: str) -> str:

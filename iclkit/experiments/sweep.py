@@ -15,7 +15,6 @@ The names of :mod:`.cells` and :mod:`.storage` that a sweep's user needs are re-
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import sys
@@ -32,6 +31,7 @@ from iclkit.theory.validation import ParameterError
 from .cells import FIGURES, SCALES, Cell, Preset, cell_id, cells_of, load_preset, run_cell
 from .storage import (
     RESULT_SCHEMA,
+    clean_temporaries,
     finished_cells,
     provenance,
     read_results,
@@ -61,6 +61,10 @@ __all__ = [
 #: Worker processes of the default LocalCluster when the preset names none (at most the CPUs):
 #: two cells at a time keep a laptop responsive.
 DEFAULT_WORKERS = 2
+
+#: The local cluster's (unauthenticated) dashboard listens on the loopback interface only, on a
+#: free port (its scheduler does too: LocalCluster's default host, or in-process transport).
+LOCAL_HOST = "127.0.0.1"
 
 #: Seconds to wait for an existing scheduler (``--scheduler``) before giving up.
 SCHEDULER_TIMEOUT_S = 30
@@ -113,8 +117,9 @@ def run_sweep(
     out : output folder; figure f's rows go to ``out/f/results``, checkpoints to
         ``out/f/checkpoints``.
     scheduler : address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a
-        ``LocalCluster`` with the preset's ``[cluster]`` settings (default 2 single-threaded
-        worker processes).
+        ``LocalCluster`` on 127.0.0.1 with the preset's ``[cluster]`` settings (default 2
+        single-threaded worker processes). The scheduler must be trusted: the client unpickles
+        the results it sends back, which can run arbitrary code.
     progress : tqdm bar over cells (only on a terminal).
     """
     plist = [presets] if isinstance(presets, Preset) else list(presets)
@@ -128,8 +133,7 @@ def run_sweep(
         rdir = results_dir(out, p.figure)
         dirs[p.figure] = rdir
         os.makedirs(rdir, exist_ok=True)
-        for stale in glob.glob(os.path.join(rdir, ".tmp-*")):  # left by a kill -9 (iclkit.io)
-            os.unlink(stale)
+        clean_temporaries(out, p.figure)  # left by a kill -9 (iclkit.io)
         done = finished_cells(rdir)
         for cell in cells_of(p):
             total += 1
@@ -145,7 +149,11 @@ def run_sweep(
         cluster = None
         if scheduler is None:
             settings = _cluster_settings(plist, len(todo))
-            cluster = LocalCluster(dashboard_address=":0", silence_logs=logging.ERROR, **settings)
+            cluster = LocalCluster(
+                dashboard_address=f"{LOCAL_HOST}:0",
+                silence_logs=logging.ERROR,
+                **settings,
+            )
             client = Client(cluster)
         else:
             try:

@@ -41,6 +41,7 @@ from iclkit.theory.validation import (
     check_int_fields,
     check_positive,
     check_real,
+    check_seed,
 )
 
 from .models import ICLTransformer, ModelConfig, build_model
@@ -136,9 +137,8 @@ class TrainConfig:
     device: Device = "cpu"
 
     def __post_init__(self) -> None:
-        check_int_fields(
-            self, {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1, "seed": 0}
-        )
+        check_int_fields(self, {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1})
+        check_seed(self.seed, "seed")
         check_positive(self.lr, "lr")
         check_real(self.weight_decay, "weight_decay", minimum=0.0)
         check_real(self.adam_beta1, "adam_beta1", minimum=0.0, maximum=_MAX_ADAM_BETA)

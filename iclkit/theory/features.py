@@ -29,6 +29,7 @@ from .validation import (
     ParameterError,
     check_choice,
     check_int,
+    check_memory,
     check_probability_vector,
     check_real,
 )
@@ -137,6 +138,8 @@ class FeatureConfig:
             raise ParameterError(f"d must be >= K={K} (orthonormal features), got {d}")
         check_choice(self.basis, "basis", get_args(Basis))
         check_choice(self.task_prior, "task_prior", get_args(TaskPrior))
+        # the probabilities, the (d, K) feature frame and the Gaussian matrix it comes from
+        check_memory(8 * K * (2 * d + 8), "K", f"{K} features in dimension d = {d}")
         probs = feature_probabilities(K, self.p_mode, p_dominant=self.p_dominant, p=self.p)
         object.__setattr__(self, "p", probs)
 

@@ -28,11 +28,13 @@ import torch
 from .rng import derive_seed, make_generator, resolve_generator
 from .validation import (
     ParameterError,
+    check_bool,
     check_choice,
     check_covariance,
     check_finite_tensor,
     check_int,
     check_int_fields,
+    check_memory,
     check_positive,
     check_probability_vector,
     check_shape,
@@ -44,6 +46,7 @@ __all__ = [
     "PromptPool",
     "component_separation",
     "fresh_batch",
+    "sample_bytes",
     "sample_mor",
     "validate_prompts",
 ]
@@ -128,6 +131,7 @@ class MoRConfig:
             check_positive(self.snr, "snr")
         if self.sigma is not None:
             check_positive(self.sigma, "sigma")
+        check_bool(self.symmetric, "symmetric")
         check_choice(self.pi_mode, "pi_mode", get_args(PiMode))
         check_choice(self.prior, "prior", get_args(Prior))
         check_positive(self.prior_scale, "prior_scale")
@@ -339,10 +343,17 @@ def sample_mor(
     B = check_int(batch_size, "batch_size", minimum=1)
     if dtype not in (torch.float64, torch.float32):
         raise ParameterError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+    if not isinstance(config, MoRConfig):
+        raise ParameterError(f"config must be a MoRConfig, got {type(config).__name__}")
     g = resolve_generator(seed, generator)
     c = config
     f64 = torch.float64
     N = c.n + 1
+    check_memory(
+        sample_bytes(c, B, dtype),
+        "batch_size" if B >= N else "n",
+        f"sampling {B} prompts of n + 1 = {N} tokens in d = {c.d}",
+    )
 
     # 1. components (B, K, d)
     raw = torch.randn(B, c.K, c.d, generator=g, dtype=f64)
@@ -392,6 +403,15 @@ def sample_mor(
 
     batch = MoRBatch(X, y, z, betas, pi, sigma)
     return batch if dtype == f64 else batch.to(dtype)
+
+
+def sample_bytes(config: MoRConfig, batch_size: int, dtype: torch.dtype = torch.float64) -> int:
+    """Bytes that :func:`sample_mor` allocates at its peak (an estimate, within ~20%): X, the
+    chosen components and the products (3 (B, N, d) float64 arrays), y, z, noise and the
+    labels' temporaries (5 (B, N)), components and pi; a float32 batch adds its rounded copy."""
+    B, N, d, K = int(batch_size), config.n + 1, config.d, config.K
+    f64 = 8 * (3 * B * N * d + 5 * B * N + 2 * B * K * d + 3 * B * K)
+    return f64 + (f64 // 2 if dtype == torch.float32 else 0)
 
 
 def fresh_batch(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .validation import ParameterError, check_int, check_real
+from .validation import ParameterError, check_int, check_real, check_seed
 
 __all__ = ["LineFit", "RateFit", "fit_line", "fit_rate"]
 
@@ -223,7 +223,7 @@ def fit_rate(
         confidence, "confidence", minimum=0.0, maximum=1.0, strict_minimum=True, strict_maximum=True
     )
     n_boot = check_int(n_boot, "n_boot", minimum=100)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed, "seed")
 
     P, S = e.shape
     lx = np.log(x)

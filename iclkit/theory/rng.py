@@ -12,32 +12,36 @@ import hashlib
 
 import torch
 
-from .validation import ParameterError
+from .validation import MAX_SEED, ParameterError, check_seed
 
 __all__ = ["derive_seed", "make_generator", "resolve_generator"]
 
-_MAX_SEED = 2**63 - 1
+_MAX_SEED = MAX_SEED
 
 
-def make_generator(seed: int) -> torch.Generator:
-    """Return a CPU ``torch.Generator`` seeded with ``seed`` (0 <= seed < 2**63)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ParameterError(f"seed must be an integer, got {seed!r}")
-    if not 0 <= seed <= _MAX_SEED:
-        raise ParameterError(f"seed must be in [0, 2**63 - 1], got {seed}")
+def make_generator(seed: int, *, name: str = "seed") -> torch.Generator:
+    """Return a CPU ``torch.Generator`` seeded with ``seed`` (0 <= seed <= 2**63 - 1).
+
+    ``seed`` is checked by :func:`~iclkit.theory.validation.check_seed` (numpy integers
+    accepted; bool, float, None refused); ``name`` is the parameter named in its error.
+    """
+    seed = check_seed(seed, name)
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
     return g
 
 
-def derive_seed(seed: int, *keys: int | str) -> int:
+def derive_seed(seed: int, *keys: int | str, name: str = "seed") -> int:
     """Derive a child seed from ``seed`` and ``keys`` (stable across runs and platforms).
 
     Uses BLAKE2b over the decimal/str representation, so ``derive_seed(s, "data", 3)`` and
-    ``derive_seed(s, "init", 3)`` are independent streams.
+    ``derive_seed(s, "init", 3)`` are independent streams. ``seed`` is checked by
+    :func:`~iclkit.theory.validation.check_seed` (``name`` is the parameter named in its
+    error). A key enters the hash with its type name, as before (``np.int64(3)`` and ``3``
+    are two different keys).
     """
     h = hashlib.blake2b(digest_size=8)
-    h.update(str(int(seed)).encode())
+    h.update(str(check_seed(seed, name)).encode())
     for key in keys:
         h.update(b"\x00" + type(key).__name__.encode() + b":" + str(key).encode())
     return int.from_bytes(h.digest(), "little") & _MAX_SEED

@@ -12,24 +12,36 @@ iclkit), so every layer can use it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 __all__ = [
     "ParameterError",
+    "as_float_array",
+    "check_bool",
     "check_choice",
     "check_covariance",
+    "check_finite_result",
     "check_finite_tensor",
     "check_int",
     "check_int_fields",
+    "check_memory",
     "check_positive",
     "check_probability_vector",
     "check_real",
+    "check_seed",
     "check_shape",
     "check_spd",
+    "no_overflow",
+    "overflow_error",
 ]
+
+#: Largest seed: torch generators take a seed in [0, 2**63 - 1] (an int64).
+MAX_SEED = 2**63 - 1
 
 #: Relative tolerance of the symmetry test of a matrix (times its largest entry, at least 1):
 #: round-off of a matrix built as ``A A^T`` or ``Q diag Q^T`` stays far below it.
@@ -60,6 +72,31 @@ def check_int(
         raise ParameterError(f"{name} must be >= {minimum}, got {ivalue}")
     if maximum is not None and ivalue > maximum:
         raise ParameterError(f"{name} must be <= {maximum}, got {ivalue}")
+    return ivalue
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """Return ``value`` as a seed, an int in [0, 2**63 - 1], or raise :class:`ParameterError`.
+
+    Python ints and numpy integers (``np.int64(3)``) are accepted. Refused, with the parameter's
+    name, the value and the range: ``bool`` (``True`` is not a seed, it is a mistake), every
+    float, integral or not (``1.5`` would be truncated silently, and ``2.0`` usually comes out of
+    arithmetic that has already rounded: above 2**53 two different seeds map to one float),
+    NaN, inf, ``None`` and strings.
+    """
+    allowed = "an integer in [0, 2**63 - 1] (Python int or numpy integer)"
+    if isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be {allowed}, got the bool {value!r}")
+    if isinstance(value, (float, np.floating)):
+        raise ParameterError(
+            f"{name} must be {allowed}, got the float {value!r} (floats are refused, even "
+            "integral ones such as 2.0: a float seed is truncated or rounded silently)"
+        )
+    if not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    ivalue = int(value)
+    if not 0 <= ivalue <= MAX_SEED:
+        raise ParameterError(f"{name} must be {allowed}, got {ivalue}")
     return ivalue
 
 
@@ -105,6 +142,26 @@ def check_int_fields(config: object, minimums: Mapping[str, int], *, prefix: str
         check_int(getattr(config, field_name), prefix + field_name, minimum=minimum)
 
 
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool (or numpy bool), else raise :class:`ParameterError`
+    (a string such as ``"no"`` would be silently true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def as_float_array(value: object, name: str) -> np.ndarray:
+    """``value`` as a float64 numpy array, or a :class:`ParameterError` naming ``name`` when it
+    holds something other than numbers (strings, objects, ragged nesting)."""
+    if isinstance(value, (str, bytes)):
+        raise ParameterError(f"{name} must be numbers, got the string {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParameterError(f"{name} must be numbers, got {value!r} ({exc})") from None
+    return arr
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise :class:`ParameterError`."""
     if value not in choices:
@@ -127,7 +184,7 @@ def check_probability_vector(
     atol: float = 1e-8,
 ) -> tuple[float, ...]:
     """Validate a probability vector: finite, non-negative, summing to 1 within ``atol``."""
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    arr = as_float_array(values, name).reshape(-1)
     if length is not None and arr.shape[0] != length:
         raise ParameterError(f"{name} must have {length} entries, got {arr.shape[0]}")
     if arr.size == 0:
@@ -174,7 +231,7 @@ def check_spd(value: object, name: str, d: int | None = None) -> np.ndarray:
     -------
     (d, d) float64 array
     """
-    mat = np.asarray(value, dtype=np.float64)
+    mat = as_float_array(value, name)
     if d is not None and mat.shape != (d, d):
         raise ParameterError(f"{name} must have shape ({d}, {d}), got {mat.shape}")
     if mat.ndim != 2 or mat.shape[0] != mat.shape[1] or mat.shape[0] < 1:
@@ -204,3 +261,102 @@ def check_covariance(
     except np.linalg.LinAlgError:
         raise ParameterError(f"{name} must be positive definite (all eigenvalues > 0)") from None
     return tuple(tuple(float(v) for v in row) for row in lam), chol
+
+
+# --------------------------------------------------------------------------- overflow
+# One convention for every bound and closed form of iclkit.theory: a value that overflows
+# float64 (an OverflowError from math, or an inf/NaN result) is a ParameterError naming the
+# arguments (largest first: the likeliest cause) and saying that the value overflows float64.
+# A bound never returns inf or NaN.
+
+
+def _magnitude(value: object) -> float:
+    try:
+        arr = np.abs(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError, OverflowError):
+        return math.inf
+    return float(arr.max()) if arr.size else 0.0
+
+
+def overflow_error(what: str, arguments: Mapping[str, object]) -> ParameterError:
+    """The :class:`ParameterError` of ``what`` overflowing float64 with ``arguments``."""
+    names = sorted(arguments, key=lambda k: -_magnitude(arguments[k]))
+    shown = ", ".join(f"{k}={_short(arguments[k])}" for k in names)
+    head = names[0] if names else what
+    return ParameterError(
+        f"{head}: {what} overflows float64 with {shown} (the largest float64 is "
+        f"{np.finfo(np.float64).max:.3g}); use smaller values"
+    )
+
+
+def _short(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array(max |entry| {_magnitude(value):.3g})"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@contextmanager
+def no_overflow(what: str, arguments: Mapping[str, object]) -> Iterator[None]:
+    """Turn an ``OverflowError`` (or numpy's overflow warning) raised inside into
+    :func:`overflow_error`."""
+    try:
+        with np.errstate(over="raise"):
+            yield
+    except (OverflowError, FloatingPointError):
+        raise overflow_error(what, arguments) from None
+
+
+def check_finite_result(value: object, what: str, arguments: Mapping[str, object]) -> None:
+    """Raise :func:`overflow_error` unless every number in ``value`` is finite (a float, an
+    array, or a tuple/list of them)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if item is None or isinstance(item, (str, bool)):
+            continue
+        arr = np.asarray(item, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise overflow_error(what, arguments)
+
+
+# --------------------------------------------------------------------------- memory
+def available_memory() -> int | None:
+    """Bytes of memory available now: psutil's ``available`` if psutil is installed, else the
+    free physical pages from ``os.sysconf``; None where neither says."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: Below this estimate :func:`check_memory` does not ask the system (64 MiB fit anywhere).
+_MEMORY_QUERY_BYTES = 2**26
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_memory(nbytes: float, name: str, what: str) -> None:
+    """Refuse, before allocating, a computation that needs more memory than is available.
+
+    ``nbytes`` is the caller's estimate of what ``what`` allocates; ``name`` the parameter that
+    sets its size (named first in the message). Where the available memory is unknown only the
+    estimates beyond 2**62 bytes (no machine has them) are refused.
+    """
+    if nbytes < _MEMORY_QUERY_BYTES:  # small: not worth a look at the system
+        return
+    available = available_memory()
+    limit = float(2**62) if available is None else float(available)
+    if nbytes > limit:
+        have = "unknown" if available is None else _gib(available)
+        raise ParameterError(
+            f"{name}: {what} needs about {_gib(nbytes)} of memory, {have} available; "
+            "use smaller sizes"
+        )

@@ -42,6 +42,7 @@ from iclkit.constructions.relu_approx import ReluSum, tanh_relu_sum
 from iclkit.theory.validation import (
     ParameterError,
     check_int,
+    check_memory,
     check_positive,
     check_probability_vector,
 )
@@ -63,7 +64,7 @@ from .heads import (
 from .model import ConstructionReport, GradientEMTransformer
 from .nonlinearities import general_relu_sums
 
-__all__ = ["build_gradient_em_transformer"]
+__all__ = ["build_gradient_em_transformer", "construction_bytes"]
 
 #: Tolerance of "pi is uniform" when deciding or checking the symmetric construction.
 _UNIFORM_PI_ATOL = 1e-12
@@ -123,6 +124,12 @@ def build_gradient_em_transformer(
     )
     symmetric = _is_symmetric(K, pi_t, symmetric)
     cfg = ConstructionConfig(T_outer, T_inner, alpha, relu_terms, symmetric, R_residual)
+    L = layer_count(K, cfg.T_outer, cfg.T_inner, cfg.relu_terms, symmetric=symmetric)
+    check_memory(
+        construction_bytes(d, K, cfg),
+        "d" if d * d >= L else "T_outer",
+        f"the construction with d = {d}, K = {K} and {L} layers",
+    )
     if symmetric:
         stages = _symmetric_stages(d, sigma, cfg, pi_t)
     else:
@@ -133,6 +140,11 @@ def build_gradient_em_transformer(
     if model.L != expected_L:  # internal consistency of the documented formula
         raise RuntimeError(f"layer formula gives {expected_L}, construction has {model.L}")
     report = _report(model, ends, stages, layer_formula_text(symmetric))
+    if not math.isfinite(report.weight_norm):
+        raise ParameterError(
+            f"sigma: the construction's weight norm overflows float64 (sigma = {sigma:g}, "
+            f"R_residual = {cfg.R_residual:g}, alpha = {cfg.alpha:g}); use less extreme values"
+        )
     return GradientEMTransformer(
         model,
         stages.layout,
@@ -145,6 +157,16 @@ def build_gradient_em_transformer(
         tanh_sum=stages.relu_sums.get("tanh"),
         relu_sums=stages.relu_sums,
     )
+
+
+def construction_bytes(d: int, K: int, cfg: ConstructionConfig) -> int:
+    """Bytes the construction's weights take (an upper estimate): ``L`` layers of at most 6
+    heads, each a (D, D) value matrix and query/key rows of width D, once as heads and once
+    packed per layer, with the token width ``D <= (2 + 2K) d + 4K + 11`` float64 numbers."""
+    P = 1 if cfg.symmetric else K
+    D = (2 + P + K) * d + 4 * K + 11
+    L = layer_count(K, cfg.T_outer, cfg.T_inner, cfg.relu_terms, symmetric=cfg.symmetric)
+    return 2 * 8 * L * 6 * (D * D + 4 * D * (d + 2))
 
 
 def _is_symmetric(K: int, pi: tuple[float, ...], symmetric: bool | None) -> bool:

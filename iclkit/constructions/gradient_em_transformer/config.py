@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import get_args
 
 from iclkit.constructions.attention import AttentionPath
-from iclkit.theory.validation import check_choice, check_int, check_positive
+from iclkit.theory.validation import check_choice, check_int, check_positive, check_real
 
 __all__ = [
     "DEFAULT_CONSTRUCTION",
+    "MAX_R_RESIDUAL",
     "MIN_RELU_TERMS_GENERAL",
     "MIN_RELU_TERMS_SYMMETRIC",
     "ConstructionConfig",
@@ -77,12 +78,22 @@ class ConstructionConfig:
             "relu_terms": check_int(
                 self.relu_terms, "relu_terms", minimum=min_relu_terms(self.symmetric)
             ),
-            "R_residual": check_positive(self.R_residual, "R_residual"),
+            "R_residual": check_real(
+                self.R_residual,
+                "R_residual",
+                minimum=0.0,
+                maximum=MAX_R_RESIDUAL,
+                strict_minimum=True,
+            ),
         }
         check_choice(self.attention, "attention", get_args(AttentionPath))
         for name, value in checked.items():  # store the normalised int / float
             object.__setattr__(self, name, value)
 
+
+#: Largest residual half-width (in units of sigma): residuals beyond 1e4 sigma have
+#: likelihood exp(-5e7), and the ReLU fit of psi over a wider domain loses all precision.
+MAX_R_RESIDUAL = 1e4
 
 #: The defaults, as one object (for function signatures).
 DEFAULT_CONSTRUCTION = ConstructionConfig()

@@ -12,10 +12,14 @@ iterate (arXiv 2410.14183, Theorem 3.1; ``docs/construction.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
+from torch import Tensor
 
 from iclkit.constructions.algorithms import gradient_em
+from iclkit.constructions.em_core import as_sigma
+from iclkit.constructions.inputs import Sigma, check_data_scale, prepare_tensors
 from iclkit.constructions.prompts import PromptsConfig, sample_prompts
 from iclkit.constructions.surrogate_em import (
     general_surrogate_iterates,
@@ -23,7 +27,12 @@ from iclkit.constructions.surrogate_em import (
 )
 from iclkit.theory.metrics import parameter_error
 from iclkit.theory.mor import validate_prompts
-from iclkit.theory.validation import ParameterError, check_positive, check_shape
+from iclkit.theory.validation import (
+    ParameterError,
+    check_finite_tensor,
+    check_positive,
+    check_shape,
+)
 
 from .build import build_gradient_em_transformer
 from .config import DEFAULT_CONSTRUCTION, ConstructionConfig
@@ -46,6 +55,8 @@ __all__ = [
 CONSTRUCT_PROMPTS = PromptsConfig(batch=4)
 #: Digits of pi that identify one construction (pi read back from a file differs in the last bit).
 _PI_DIGITS = 15
+#: Tolerance of pi summing to 1 in float64 (float32 weights get 4 K float32 epsilons).
+_PI_SUM_ATOL = 1e-8
 #: Floor of a reference norm in a relative error (an all-zero iterate has relative error 0 / tiny).
 _TINY_NORM = 1e-300
 
@@ -97,26 +108,38 @@ def run_gradient_em_transformer(
 
     Parameters
     ----------
-    X : (B, n, d), y : (B, n), init : (B, K, d), x_query : (B, d), sigma : (B,), pi : (B, K).
+    X : (B, n, d), y : (B, n), init : (B, K, d), x_query : (B, d), sigma : (B,) or one float,
+    pi : (B, K) or None (uniform).
     config : the schedule and accuracy; ``config.symmetric`` selects the tied two-component
         construction (needs K = 2, pi = 1/2; ``init[:, 0]`` is used); ``config.attention`` how
         the forward pass evaluates the heads ("auto": O(n D) per head, exact; "dense").
+
+    The tensors pass the algorithms' boundary (:mod:`iclkit.constructions.inputs`: float32 or
+    float64, one device, detached) and are computed in float64 on the CPU (the construction's
+    weights are float64). A float32 ``pi`` sums to 1 only to float32 round-off: it is checked
+    with a tolerance of that size and renormalised in float64.
     """
+    if not isinstance(config, ConstructionConfig):
+        raise ParameterError(f"config must be a ConstructionConfig, got {type(config).__name__}")
+    t = prepare_tensors({"X": X, "y": y, "init": init, "x_query": x_query, "sigma": sigma})
+    pi_in = prepare_tensors({"pi": pi})["pi"]  # its own dtype, for the sum-to-1 tolerance
+    f64, cpu = torch.float64, torch.device("cpu")
+    X, y = (cast(Tensor, t[k]).to(f64).cpu() for k in ("X", "y"))
     B, n, d = validate_prompts(X, y)
+    check_data_scale(X, y)
+    init, x_query = (cast(Tensor, t[k]) for k in ("init", "x_query"))
     check_shape(init, "init", (B, None, d))
+    check_finite_tensor(init, "init")
     K = init.shape[1]
     check_shape(x_query, "x_query", (B, d))
-    check_shape(sigma, "sigma", (B,))
-    if bool((sigma <= 0).any()):
-        raise ParameterError("sigma must be > 0 for every prompt")
-    if pi is None:
-        pi = torch.full((B, K), 1.0 / K, dtype=X.dtype)
-    check_shape(pi, "pi", (B, K))
+    check_finite_tensor(x_query, "x_query")
+    sig = as_sigma(cast(Sigma, t.get("sigma", sigma)), B, f64, cpu)
+    pi64 = _known_pi(pi_in, B, K)
     symmetric = config.symmetric
     if symmetric and K != 2:
         raise ParameterError(f"init must have K = 2 components when symmetric, got {K}")
-    f64 = torch.float64
-    X, y, init, x_query = X.to(f64), y.to(f64), init.to(f64), x_query.to(f64)
+    init, x_query = init.to(f64).cpu(), x_query.to(f64).cpu()
+    sigma, pi = sig, pi64
     beta_tf = torch.empty(B, K, d, dtype=f64)
     y_hat = torch.empty(B, dtype=f64)
     beta_sur = torch.empty(B, K, d, dtype=f64)
@@ -153,6 +176,25 @@ def run_gradient_em_transformer(
         max_abs_diff_vs_gradient_em=float((beta_tf - ref).abs().max()),
         constructions=len(groups),
     )
+
+
+def _known_pi(pi: Tensor | None, B: int, K: int) -> Tensor:
+    """The mixing weights (B, K) in float64: uniform when None; else finite, >= 0, summing to
+    1 within the round-off of their dtype (renormalised when that is float32)."""
+    f64 = torch.float64
+    if pi is None:
+        return torch.full((B, K), 1.0 / K, dtype=f64)
+    check_shape(pi, "pi", (B, K))
+    check_finite_tensor(pi, "pi")
+    if bool((pi < 0).any()):
+        raise ParameterError("pi must be >= 0 for every component")
+    atol = max(_PI_SUM_ATOL, 4 * K * torch.finfo(pi.dtype).eps)
+    total = pi.to(f64).sum(-1)
+    if bool(((total - 1).abs() > atol).any()):
+        worst = float(total[(total - 1).abs().argmax()])
+        raise ParameterError(f"pi must sum to 1 (within {atol:.3g}) for every prompt, got {worst}")
+    pi64 = pi.to(f64).cpu()
+    return pi64 if pi.dtype == f64 else pi64 / pi64.sum(-1, keepdim=True)
 
 
 def run_on_sampled_prompts(

@@ -19,7 +19,13 @@ import torch
 from iclkit.theory.linear import LinearConfig
 from iclkit.theory.mor import MoRConfig
 from iclkit.theory.rng import make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_positive, check_real
+from iclkit.theory.validation import (
+    ParameterError,
+    check_int,
+    check_positive,
+    check_real,
+    check_seed,
+)
 
 from .flow import FLOWS, FlowName
 from .init import LSAInit, random_init, structured_init
@@ -171,11 +177,11 @@ class LSAConfig:
                     f"got {spec.tolist()}"
                 )
         if self.lambda_rotation_seed is not None:
-            check_int(self.lambda_rotation_seed, "lambda_rotation_seed", minimum=0)
+            check_seed(self.lambda_rotation_seed, "lambda_rotation_seed")
         check_real(self.noise_sd, "sigma", minimum=0.0)
         if self.init_scale is not None:
             check_positive(self.init_scale, "init_scale")
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed, "seed")
         for name in ("t_max", "rtol", "atol", "gradient_tol"):
             check_positive(getattr(self, name), name)
         self.data_config()  # the data model validates K, pi, prior, prior_scale and MoR's sigma

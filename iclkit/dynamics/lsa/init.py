@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from iclkit.theory.rng import make_generator
-from iclkit.theory.validation import ParameterError, check_int, check_positive
+from iclkit.theory.validation import ParameterError, check_positive, check_seed
 
 from .moments import LSAMoments
 
@@ -135,7 +135,7 @@ def structured_init(
     s = check_positive(scale, "scale")
     d = moments.d
     if Theta is None:
-        g = make_generator(check_int(seed, "seed", minimum=0))
+        g = make_generator(check_seed(seed, "seed"))
         Theta = torch.randn(d, d, generator=g, dtype=torch.float64).numpy()
     Theta = np.asarray(Theta, dtype=np.float64)
     if Theta.shape != (d, d) or not np.all(np.isfinite(Theta)):
@@ -167,7 +167,7 @@ def random_init(
     if blocks not in ("live", "reduced", "all"):
         raise ParameterError(f"blocks must be 'live', 'reduced' or 'all', got {blocks!r}")
     d = moments.d
-    g = make_generator(check_int(seed, "seed", minimum=0))
+    g = make_generator(check_seed(seed, "seed"))
     W = (
         torch.randn(2, d + 1, d + 1, generator=g, dtype=torch.float64).numpy()
         * s

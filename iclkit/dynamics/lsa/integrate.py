@@ -129,7 +129,8 @@ def simulate(
     if record not in ("steps", "ends"):
         raise ParameterError(f"record must be 'steps' or 'ends', got {record!r}")
     max_steps = check_int(max_steps, "max_steps", minimum=1)
-    if len(t_span) != 2:
+    divergence_norm = check_positive(divergence_norm, "divergence_norm")
+    if not isinstance(t_span, (tuple, list)) or len(t_span) != 2:
         raise ParameterError(f"t_span must be (t0, t1), got {t_span!r}")
     t0 = check_real(t_span[0], "t_span[0]", minimum=0.0)
     t1 = check_real(t_span[1], "t_span[1]", minimum=t0, strict_minimum=True)

@@ -28,7 +28,14 @@ import numpy as np
 
 from iclkit.theory.linear import LinearConfig
 from iclkit.theory.mor import MoRConfig
-from iclkit.theory.validation import ParameterError, check_int, check_positive
+from iclkit.theory.validation import (
+    ParameterError,
+    check_finite_result,
+    check_int,
+    check_positive,
+    check_real,
+    no_overflow,
+)
 
 __all__ = ["LSAMoments"]
 
@@ -41,7 +48,11 @@ def _cached(fn: Callable[[LSAMoments], _T]) -> property:
 
     def get(self: LSAMoments) -> _T:
         if name not in self._cache:
-            self._cache[name] = fn(self)
+            args = self._scales()
+            with no_overflow(f"LSAMoments.{name}", args):
+                value = fn(self)
+            check_finite_result(value, f"LSAMoments.{name}", args)
+            self._cache[name] = value
         return self._cache[name]  # type: ignore[return-value]
 
     get.__doc__ = fn.__doc__
@@ -124,10 +135,12 @@ class LSAMoments:
             raise ParameterError("pi_mode must be 'fixed' for the closed-form LSA loss")
         d = config.d
         r = float(config.prior_scale)
-        if config.prior == "gaussian":
-            c2, c4 = r**2, r**4
-        else:
-            c2, c4 = r**2 / d, r**4 / (d * (d + 2))
+        with no_overflow("LSAMoments.mor", {"prior_scale": r, "d": d}):
+            if config.prior == "gaussian":
+                c2, c4 = r**2, r**4
+            else:
+                c2, c4 = r**2 / d, r**4 / (d * (d + 2))
+        check_finite_result((c2, c4), "LSAMoments.mor", {"prior_scale": r, "d": d})
         return cls(
             "mor",
             d,
@@ -145,6 +158,14 @@ class LSAMoments:
         check_int(self.d, "d", minimum=1)
         check_int(self.N, "N", minimum=1)
         check_positive(self.c2, "prior_scale")
+        check_real(self.c4, "c4", minimum=0.0)
+        check_real(self.sigma, "sigma", minimum=0.0)
+        if not np.all(np.isfinite(self.Lambda)):
+            raise ParameterError("Lambda must be finite")
+
+    def _scales(self) -> dict[str, object]:
+        """The inputs that set the size of every moment (named in an overflow error)."""
+        return {"prior_scale": self.c2**0.5, "sigma": self.sigma, "Lambda": self.Lambda}
 
     # ------------------------------------------------------------------ moments
     @property
@@ -169,7 +190,11 @@ class LSAMoments:
     @property
     def Ey2(self) -> float:
         """E[y^2] = E[s] = tr(Lambda M2) + sigma^2."""
-        return self.c2 * float(np.trace(self.Lambda)) + self.sigma**2
+        args = self._scales()
+        with no_overflow("LSAMoments.Ey2", args):
+            value = self.c2 * float(np.trace(self.Lambda)) + self.sigma**2
+        check_finite_result(value, "LSAMoments.Ey2", args)
+        return value
 
     @_cached
     def Es2(self) -> float:

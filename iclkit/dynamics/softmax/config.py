@@ -19,6 +19,7 @@ from iclkit.theory.validation import (
     check_int,
     check_positive,
     check_real,
+    check_seed,
 )
 
 from .population import DEFAULT_MAX_TERMS, DEFAULT_TAIL_MASS
@@ -159,7 +160,7 @@ class SoftmaxConfig:
         check_int(self.steps, "steps", minimum=1, maximum=MAX_STEPS)
         check_real(self.init_scale, "init_scale", minimum=0.0)
         check_int(self.batch_size, "batch_size", minimum=2)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed, "seed")
         check_int(self.record_resolution, "record_resolution", minimum=1)
         check_real(self.tail_mass, "tail_mass", minimum=0.0, maximum=1e-6)
         check_int(self.max_terms, "max_terms", minimum=1)

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..validation import ParameterError, check_int, check_real, check_spd
+from ..validation import (
+    ParameterError,
+    check_finite_result,
+    check_int,
+    check_real,
+    check_spd,
+    no_overflow,
+    overflow_error,
+)
 from .results import Condition, ConditionReport
 
 __all__ = [
@@ -34,7 +42,11 @@ def lsa_gamma(Lambda: np.ndarray | Sequence[Sequence[float]], N: int) -> np.ndar
     lam = check_spd(Lambda, "Lambda")
     N = check_int(N, "N", minimum=1)
     d = lam.shape[0]
-    return (1.0 + 1.0 / N) * lam + np.trace(lam) / N * np.eye(d)
+    args = {"Lambda": lam, "N": N}
+    with no_overflow("lsa_gamma", args):
+        gam = (1.0 + 1.0 / N) * lam + np.trace(lam) / N * np.eye(d)
+    check_finite_result(gam, "lsa_gamma", args)
+    return gam
 
 
 def lsa_convergence_condition(
@@ -49,7 +61,10 @@ def lsa_convergence_condition(
     s = check_real(s, "s", minimum=0.0, strict_minimum=True)
     gam = lsa_gamma(Lambda, N)
     d = gam.shape[0]
-    lhs = s * s * float(np.linalg.norm(gam, 2)) * math.sqrt(d)
+    args = {"s": s, "Lambda": gam, "N": N}
+    with no_overflow("lsa_convergence_condition", args):
+        lhs = s * s * float(np.linalg.norm(gam, 2)) * math.sqrt(d)
+    check_finite_result(lhs, "lsa_convergence_condition", args)
     cond = Condition("init_scale", "s^2 ||Gamma||_op sqrt(d) < 2", lhs, 2.0, lhs < 2.0)
     return ConditionReport("ZFB Thm 4.1", "[READ-2nd]", (cond,), 1.0)
 
@@ -83,13 +98,20 @@ def lsa_fixed_point(Lambda: np.ndarray | Sequence[Sequence[float]], N: int) -> L
     lam = check_spd(Lambda, "Lambda")
     gam = lsa_gamma(lam, N)
     d = lam.shape[0]
-    ginv = np.linalg.inv(gam)
-    c = float(np.trace(ginv @ ginv)) ** 0.25
+    args = {"Lambda": lam, "N": N}
+    with no_overflow("lsa_fixed_point", args):
+        ginv = np.linalg.inv(gam)
+        c = float(np.trace(ginv @ ginv)) ** 0.25
+    check_finite_result((ginv, c), "lsa_fixed_point", args)
+    if c <= 0:  # Gamma^-1 underflowed: Lambda too large
+        raise overflow_error("lsa_fixed_point", args)
     W_KQ = np.zeros((d + 1, d + 1))
     W_KQ[:d, :d] = ginv / c
     W_PV = np.zeros((d + 1, d + 1))
     W_PV[d, d] = c
-    loss = 0.5 * (float(np.trace(lam)) - float(np.trace(ginv @ lam @ lam)))
+    with no_overflow("lsa_fixed_point", args):
+        loss = 0.5 * (float(np.trace(lam)) - float(np.trace(ginv @ lam @ lam)))
+    check_finite_result(loss, "lsa_fixed_point", args)
     return LSAFixedPoint(gam, ginv, c, W_KQ, W_PV, loss)
 
 
@@ -135,15 +157,25 @@ def lsa_mor_optimum(
             raise ParameterError(f"{name} must be a finite ({d}, {d}) matrix, got shape {m.shape}")
     sigma = check_real(sigma, "sigma", minimum=0.0)
     N = check_int(N, "N", minimum=1)
-    A = (2 * lam @ m2 @ lam + (float(np.trace(lam @ m2)) + sigma**2) * lam) / N + (
-        1 - 1 / N
-    ) * lam @ m1 @ lam
-    Cm = lam @ m1 @ lam
-    G = np.linalg.solve(A, lam @ m1)
-    loss = 0.5 * (
-        float(np.trace(G.T @ A @ G @ lam))
-        - 2 * float(np.trace(G.T @ Cm))
-        + float(np.trace(lam @ m2))
-        + sigma**2
-    )
+    args = {"Lambda": lam, "M1": m1, "M2": m2, "sigma": sigma, "N": N}
+    with no_overflow("lsa_mor_optimum", args):
+        A = (2 * lam @ m2 @ lam + (float(np.trace(lam @ m2)) + sigma**2) * lam) / N + (
+            1 - 1 / N
+        ) * lam @ m1 @ lam
+        Cm = lam @ m1 @ lam
+        check_finite_result((A, Cm), "lsa_mor_optimum", args)
+        try:
+            G = np.linalg.solve(A, lam @ m1)
+        except np.linalg.LinAlgError:
+            raise ParameterError(
+                "M2: A = (2 Lambda M2 Lambda + (tr(Lambda M2) + sigma^2) Lambda)/N + ... is "
+                "singular (M2 = 0 and sigma = 0?): the optimum is not unique"
+            ) from None
+        loss = 0.5 * (
+            float(np.trace(G.T @ A @ G @ lam))
+            - 2 * float(np.trace(G.T @ Cm))
+            + float(np.trace(lam @ m2))
+            + sigma**2
+        )
+    check_finite_result((G, loss), "lsa_mor_optimum", args)
     return LSAMoROptimum(A, Cm, G, loss)

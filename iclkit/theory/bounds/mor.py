@@ -13,7 +13,7 @@ Provenance marks: see :mod:`iclkit.theory.bounds`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,10 +21,12 @@ import numpy as np
 
 from ..validation import (
     ParameterError,
+    check_finite_result,
     check_int,
     check_positive,
     check_probability_vector,
     check_real,
+    no_overflow,
 )
 from .results import UNKNOWN_CONSTANT, Condition, ConditionReport, LayerCount, RateBound
 
@@ -99,13 +101,17 @@ def theorem_3_1_conditions(
     """
     n, d, K, delta, p, C = _theorem_3_1_arguments(n, d, K, delta, pi, C)
     snr = check_positive(snr, "snr")
-    rho = float(p.max() / p.min())
-    lk = math.log(K * K / delta)
-    req_d = C * d * math.log(d * K * K / delta) ** 2
-    req_k = C * (K * K / delta) ** (1.0 / 3.0)
-    req_pi = C * d / float(p.min()) * lk
-    kr = K * rho
-    req_snr = C * kr * math.log(kr) if kr > 1 else 0.0
+    args = {"n": n, "d": d, "K": K, "delta": delta, "pi": p, "snr": snr, "C": C}
+    with no_overflow("theorem_3_1_conditions", args):
+        rho = float(p.max() / p.min())
+        lk = math.log(K * K / delta)
+        req_d = C * d * math.log(d * K * K / delta) ** 2
+        req_k = C * (K * K / delta) ** (1.0 / 3.0)
+        req_pi = C * d / float(p.min()) * lk
+        kr = K * rho
+        req_snr = C * kr * math.log(kr) if kr > 1 else 0.0
+        values = (float(n), req_d, req_k, req_pi, req_snr)
+    check_finite_result(values, "theorem_3_1_conditions", args)
     conds = (
         Condition("n_vs_d", "n >= C d log^2(d K^2/delta)", float(n), req_d, n >= req_d),
         Condition("n_vs_K", "n >= C (K^2/delta)^(1/3)", float(n), req_k, n >= req_k),
@@ -138,10 +144,13 @@ def theorem_3_1_error_bound(
     The constant is unknown (O(.) in the paper).
     """
     n, d, K, delta, p, C = _theorem_3_1_arguments(n, d, K, delta, pi, C)
-    rho = float(p.max() / p.min())
-    term1 = math.sqrt(d * K * rho**2 * math.log(n * K * K / delta) ** 2 / n)
-    term2 = math.sqrt(d * K * math.log(K * K / delta) / (n * float(p.min())))
-    rate = math.sqrt(math.log(d / delta)) * (term1 + term2)
+    args = {"n": n, "d": d, "K": K, "delta": delta, "pi": p, "C": C}
+    with no_overflow("theorem_3_1_error_bound", args):
+        rho = float(p.max() / p.min())
+        term1 = math.sqrt(d * K * rho**2 * math.log(n * K * K / delta) ** 2 / n)
+        term2 = math.sqrt(d * K * math.log(K * K / delta) / (n * float(p.min())))
+        rate = math.sqrt(math.log(d / delta)) * (term1 + term2)
+    check_finite_result(rate, "theorem_3_1_error_bound", args)
     return RateBound(
         theorem="MoR Thm 3.1",
         mark="[2nd]",
@@ -169,9 +178,11 @@ def theorem_3_1_layers(n: int, d: int, T: int, *, C: float = 1.0) -> LayerCount:
     C = check_positive(C, "C")
     if n <= d:
         raise ParameterError(f"n must be > d for L = O(T log(n/d)), got n={n}, d={d}")
-    return LayerCount(
-        "MoR Thm 3.1", "[2nd]", "T log(n/d)", T * math.log(n / d), C, UNKNOWN_CONSTANT
-    )
+    args = {"n": n, "d": d, "T": T, "C": C}
+    with no_overflow("theorem_3_1_layers", args):
+        layers = T * math.log(n / d)
+    check_finite_result(layers, "theorem_3_1_layers", args)
+    return LayerCount("MoR Thm 3.1", "[2nd]", "T log(n/d)", layers, C, UNKNOWN_CONSTANT)
 
 
 # --------------------------------------------------------------------------- two components by SNR
@@ -221,6 +232,14 @@ def two_mixture_rates(n: int, d: int, snr: float, *, C: float = 1.0) -> TwoMixtu
     C = check_positive(C, "C")
     if n <= d:
         raise ParameterError(f"n must be > d, got n={n}, d={d}")
+    args = {"n": n, "d": d, "snr": snr, "C": C}
+    with no_overflow("two_mixture_rates", args):
+        return _two_mixture_rates(n, d, snr, C, args)
+
+
+def _two_mixture_rates(
+    n: int, d: int, snr: float, C: float, args: Mapping[str, object]
+) -> TwoMixtureRates:
     ratio = d / n
     log_nd = math.log(n / d)
     loglog = math.log(max(log_nd, math.e))  # log log(n/d), floored at 1 for n/d < e^e
@@ -240,6 +259,7 @@ def two_mixture_rates(n: int, d: int, snr: float, *, C: float = 1.0) -> TwoMixtu
         it, it_f = math.sqrt(n / d), "sqrt(n/d)"
         lay, lay_f = math.sqrt(n / d) * loglog, "sqrt(n/d) log log(n/d)"
     theorem = f"MoR two-mixture, {regime} SNR"
+    check_finite_result((err, it, lay), "two_mixture_rates", args)
     return TwoMixtureRates(
         regime=regime,
         error=RateBound(
@@ -303,8 +323,13 @@ def generalization_bound(
     B_y = check_positive(B_y, "B_y")
     xi = check_real(xi, "xi", minimum=0.0, maximum=1.0, strict_minimum=True, strict_maximum=True)
     C = check_positive(C, "C")
-    iota = math.log(2.0 + max(B_theta, R, B_y))
-    rate = B_y**2 * math.sqrt((L * L * (M * D * D + D * D_mlp) * iota + math.log(1.0 / xi)) / B)
+    args = {"L": L, "B": B, "M": M, "D": D, "D_mlp": D_mlp, "B_theta": B_theta, "R": R}
+    args |= {"B_y": B_y, "xi": xi, "C": C}
+    with no_overflow("generalization_bound", args):
+        iota = math.log(2.0 + max(B_theta, R, B_y))
+        inner = (L * L * (M * D * D + D * D_mlp) * iota + math.log(1.0 / xi)) / B
+        rate = B_y**2 * math.sqrt(inner)
+    check_finite_result(rate, "generalization_bound", args)
     return RateBound(
         theorem="MoR Thm 4.1/4.2 (via Bai Thm 20)",
         mark="[RECON]",
