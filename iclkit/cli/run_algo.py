@@ -18,7 +18,7 @@ _DEFAULTS = AlgorithmConfig()
 
 #: The arrays each algorithm reads besides X, y, sigma (and pi, all but ols and ridge); only
 #: these are loaded from --in.
-_KEYS = {"em": ["init"], "gradient-em": ["init"], "oracle": ["betas"], "bayes": ["betas"]}
+_KEYS = {"em": ["init"], "gradient-em": ["init"], "oracle": ["betas"]}
 
 
 def add(sub: options.SubParsers) -> None:
