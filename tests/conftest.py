@@ -6,8 +6,10 @@ Select with ``HYPOTHESIS_PROFILE=dev pytest``.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -41,3 +43,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+#: Outcomes of the robustness suites' generated calls (``tests/*/test_robustness.py``), by kind.
+ROBUSTNESS: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="session")
+def robustness() -> Iterator[Callable[[str], None]]:
+    """Record one generated call's outcome (``"finite"``, ``"status:..."``, ``"ParameterError"``);
+    with ``ROBUSTNESS_REPORT=path`` the totals are written there as JSON at the end."""
+    yield lambda kind: ROBUSTNESS.update([kind])
+    path = os.environ.get("ROBUSTNESS_REPORT")
+    if path:
+        totals = {"calls": sum(ROBUSTNESS.values()), "outcomes": dict(sorted(ROBUSTNESS.items()))}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(totals, fh, indent=1)

@@ -62,7 +62,7 @@ from .em_core import (
     solve_spd,
     weighted_moments,
 )
-from .inputs import prepare_prompts
+from .inputs import MAX_ITERATIONS, prepare_prompts
 
 __all__ = [
     "EMResult",
@@ -165,7 +165,7 @@ def em(
     weights; ``None`` means uniform. sigma is known (not re-estimated), as in the paper.
     EM never decreases the observed log-likelihood; the trace is returned, with a status.
     """
-    T = check_int(T, "T", minimum=0)
+    T = check_int(T, "T", minimum=0, maximum=MAX_ITERATIONS)
     X, y, sigma, t = prepare_prompts(X, y, sigma, init=init, pi=pi)
     init, pi = cast(Tensor, t["init"]), t["pi"]
     return _iterate(
@@ -204,7 +204,7 @@ def _iterate(
 
 # --------------------------------------------------------------------------- gradient EM
 def _check_step(T_inner: int, alpha: float) -> tuple[int, float]:
-    T_inner = check_int(T_inner, "T_inner", minimum=1)
+    T_inner = check_int(T_inner, "T_inner", minimum=1, maximum=MAX_ITERATIONS)
     alpha = check_positive(alpha, "alpha")
     return T_inner, alpha
 
@@ -355,7 +355,7 @@ def gradient_em(
     -------
     EMResult; in the symmetric case ``betas = stack(beta, -beta)`` and ``pi = 1/2``.
     """
-    T_outer = check_int(T_outer, "T_outer", minimum=0)
+    T_outer = check_int(T_outer, "T_outer", minimum=0, maximum=MAX_ITERATIONS)
     T_inner, alpha = _check_step(T_inner, alpha)
     X, y, sigma, t = prepare_prompts(X, y, sigma, init=init, pi=pi)
     init, pi = cast(Tensor, t["init"]), t["pi"]

@@ -32,7 +32,7 @@ from iclkit.theory.validation import (
 
 from .algorithms import em, gradient_em, ols, ridge
 from .em_core import as_sigma
-from .inputs import prepare_tensors
+from .inputs import MAX_ITERATIONS, prepare_tensors
 
 __all__ = ["ALGORITHMS", "AlgorithmConfig", "Estimates", "run_algorithm"]
 
@@ -67,8 +67,8 @@ class AlgorithmConfig:
     lam: float | None = None
 
     def __post_init__(self) -> None:
-        check_int(self.T_outer, "T_outer", minimum=0)
-        check_int(self.T_inner, "T_inner", minimum=1)
+        check_int(self.T_outer, "T_outer", minimum=0, maximum=MAX_ITERATIONS)
+        check_int(self.T_inner, "T_inner", minimum=1, maximum=MAX_ITERATIONS)
         check_positive(self.alpha, "alpha")
         if self.lam is not None:
             check_real(self.lam, "lam", minimum=0.0)

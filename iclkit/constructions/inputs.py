@@ -34,10 +34,22 @@ from torch import Tensor
 from iclkit.theory.mor import validate_prompts
 from iclkit.theory.validation import ParameterError
 
-__all__ = ["COMPUTE_DTYPES", "Sigma", "check_data_scale", "prepare_prompts", "prepare_tensors"]
+__all__ = [
+    "COMPUTE_DTYPES",
+    "MAX_ITERATIONS",
+    "Sigma",
+    "check_data_scale",
+    "prepare_prompts",
+    "prepare_tensors",
+]
 
 #: A known noise level: one per prompt (B,), or one for all prompts.
 Sigma = Tensor | float
+
+#: Most iterations (EM iterations, gradient steps per M-step) one call may ask for: EM
+#: contracts geometrically, so 10^5 iterations are far past any use, and a larger count (such as
+#: a mistyped 10**400) would only keep the call running for hours.
+MAX_ITERATIONS = 100_000
 
 #: The dtypes the algorithms compute in.
 COMPUTE_DTYPES = (torch.float32, torch.float64)
@@ -109,15 +121,17 @@ def prepare_tensors(named: Mapping[str, object]) -> dict[str, Tensor | None]:
     return out
 
 
-def check_data_scale(X: Tensor, y: Tensor) -> None:
+def check_data_scale(X: Tensor, y: Tensor, **others: Tensor) -> None:
     """Refuse data whose Gram matrices overflow: ``max|X|, max|y| <= sqrt(max / (4 n d))``.
 
     ``max`` is the largest finite number of the dtype (1.8e308 for float64, 3.4e38 for
-    float32); below the bound every entry of ``X^T X`` and ``X^T y`` is finite.
+    float32); below the bound every entry of ``X^T X`` and ``X^T y`` is finite. ``others``
+    (e.g. an initial estimate and the query) are held to the same bound, where their products
+    with the data enter the computation.
     """
     n, d = int(X.shape[-2]), int(X.shape[-1])
     limit = math.sqrt(torch.finfo(X.dtype).max / (_GRAM_HEADROOM * max(1, n) * max(1, d)))
-    for name, t in (("X", X), ("y", y)):
+    for name, t in (("X", X), ("y", y), *others.items()):
         if t.numel() == 0:
             continue
         lo, hi = torch.aminmax(t)

@@ -121,6 +121,8 @@ class MoRConfig:
 
     def __post_init__(self) -> None:
         check_int_fields(self, {"d": 1, "K": 1, "n": 1})
+        for name in ("d", "K", "n"):  # numpy integers stored as Python ints (exact arithmetic)
+            object.__setattr__(self, name, int(getattr(self, name)))
         if self.snr is None and self.sigma is None:
             object.__setattr__(self, "snr", DEFAULT_SNR)
         if self.snr is not None and self.sigma is not None:
@@ -406,11 +408,12 @@ def sample_mor(
 
 
 def sample_bytes(config: MoRConfig, batch_size: int, dtype: torch.dtype = torch.float64) -> int:
-    """Bytes that :func:`sample_mor` allocates at its peak (an estimate, within ~20%): X, the
-    chosen components and the products (3 (B, N, d) float64 arrays), y, z, noise and the
-    labels' temporaries (5 (B, N)), components and pi; a float32 batch adds its rounded copy."""
-    B, N, d, K = int(batch_size), config.n + 1, config.d, config.K
-    f64 = 8 * (3 * B * N * d + 5 * B * N + 2 * B * K * d + 3 * B * K)
+    """Bytes that :func:`sample_mor` allocates at its peak (an upper estimate): X, its
+    Gaussian draw, the chosen components and their product (4 (B, N, d) float64 arrays), y, z,
+    noise and the labels' temporaries (5 (B, N)), components and pi; a float32 batch adds its
+    rounded copy."""
+    B, N, d, K = int(batch_size), int(config.n) + 1, int(config.d), int(config.K)
+    f64 = 8 * (4 * B * N * d + 5 * B * N + 2 * B * K * d + 3 * B * K)
     return f64 + (f64 // 2 if dtype == torch.float32 else 0)
 
 
@@ -451,6 +454,9 @@ class PromptPool:
         """Minibatch of training step ``step``: indices drawn uniformly with replacement
         from stream ``(seed, "pool-index", step)``."""
         size = check_int(batch_size, "batch_size", minimum=1)
+        p = self.prompts
+        per_prompt = p.X[0].numel() + 2 * p.y[0].numel() + p.betas[0].numel() + p.K + 2
+        check_memory(8 * size * per_prompt, "batch_size", f"a minibatch of {size} prompts")
         g = make_generator(derive_seed(seed, "pool-index", check_int(step, "step", minimum=0)))
         idx = torch.randint(0, self.B, (size,), generator=g)
         return self.prompts.select(idx)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .validation import ParameterError, check_int, check_real, check_seed
+from .validation import ParameterError, as_float_array, check_int, check_real, check_seed
 
 __all__ = ["LineFit", "RateFit", "fit_line", "fit_rate"]
 
@@ -203,8 +203,8 @@ def fit_rate(
     -------
     RateFit
     """
-    x = np.asarray(xs, dtype=np.float64)
-    e = np.asarray(errors, dtype=np.float64)
+    x = as_float_array(xs, "xs")
+    e = as_float_array(errors, "errors")
     if x.ndim != 1:
         raise ParameterError(f"xs must be one-dimensional, got shape {x.shape}")
     if e.ndim == 1:

@@ -116,7 +116,12 @@ def check_real(
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"{name} must be a real number, got {value!r}")
-    fvalue = float(value)
+    try:
+        fvalue = float(value)
+    except OverflowError:
+        raise ParameterError(
+            f"{name} must be a finite float64, got an integer of {len(str(value))} digits"
+        ) from None
     if not math.isfinite(fvalue):
         raise ParameterError(f"{name} must be finite, got {fvalue}")
     if minimum is not None:
@@ -335,12 +340,16 @@ def available_memory() -> int | None:
         return None
 
 
+#: Share of the available memory one allocation may take: the rest is headroom for the
+#: temporaries an estimate misses and for the other processes of the machine.
+MEMORY_FRACTION = 0.8
+
 #: Below this estimate :func:`check_memory` does not ask the system (64 MiB fit anywhere).
 _MEMORY_QUERY_BYTES = 2**26
 
 
 def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.3g} GiB"
+    return f"{float(min(nbytes, 2**1000)) / 2**30:.3g} GiB"  # capped: a float, not an OverflowError
 
 
 def check_memory(nbytes: float, name: str, what: str) -> None:
@@ -353,7 +362,7 @@ def check_memory(nbytes: float, name: str, what: str) -> None:
     if nbytes < _MEMORY_QUERY_BYTES:  # small: not worth a look at the system
         return
     available = available_memory()
-    limit = float(2**62) if available is None else float(available)
+    limit = float(2**62) if available is None else MEMORY_FRACTION * available
     if nbytes > limit:
         have = "unknown" if available is None else _gib(available)
         raise ParameterError(

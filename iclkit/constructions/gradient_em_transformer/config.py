@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 from iclkit.constructions.attention import AttentionPath
+from iclkit.constructions.inputs import MAX_ITERATIONS
 from iclkit.theory.validation import check_choice, check_int, check_positive, check_real
 
 __all__ = [
@@ -72,8 +73,8 @@ class ConstructionConfig:
 
     def __post_init__(self) -> None:
         checked = {
-            "T_outer": check_int(self.T_outer, "T_outer", minimum=0),
-            "T_inner": check_int(self.T_inner, "T_inner", minimum=1),
+            "T_outer": check_int(self.T_outer, "T_outer", minimum=0, maximum=MAX_ITERATIONS),
+            "T_inner": check_int(self.T_inner, "T_inner", minimum=1, maximum=MAX_ITERATIONS),
             "alpha": check_positive(self.alpha, "alpha"),
             "relu_terms": check_int(
                 self.relu_terms, "relu_terms", minimum=min_relu_terms(self.symmetric)

@@ -124,15 +124,15 @@ def run_gradient_em_transformer(
     t = prepare_tensors({"X": X, "y": y, "init": init, "x_query": x_query, "sigma": sigma})
     pi_in = prepare_tensors({"pi": pi})["pi"]  # its own dtype, for the sum-to-1 tolerance
     f64, cpu = torch.float64, torch.device("cpu")
+    B, n, d = validate_prompts(cast(Tensor, t["X"]), cast(Tensor, t["y"]))
     X, y = (cast(Tensor, t[k]).to(f64).cpu() for k in ("X", "y"))
-    B, n, d = validate_prompts(X, y)
-    check_data_scale(X, y)
     init, x_query = (cast(Tensor, t[k]) for k in ("init", "x_query"))
     check_shape(init, "init", (B, None, d))
     check_finite_tensor(init, "init")
     K = init.shape[1]
     check_shape(x_query, "x_query", (B, d))
     check_finite_tensor(x_query, "x_query")
+    check_data_scale(X, y, init=init.to(f64), x_query=x_query.to(f64))
     sig = as_sigma(cast(Sigma, t.get("sigma", sigma)), B, f64, cpu)
     pi64 = _known_pi(pi_in, B, K)
     symmetric = config.symmetric
@@ -165,6 +165,11 @@ def run_gradient_em_transformer(
         X, y, init, sigma.to(f64), None if symmetric else pi.to(f64),
         T_outer=config.T_outer, T_inner=config.T_inner, alpha=config.alpha, symmetric=symmetric,
     ).betas  # fmt: skip
+    if not (bool(torch.isfinite(beta_tf).all()) and bool(torch.isfinite(y_hat).all())):
+        raise ParameterError(
+            "init: the transformer's estimates overflow float64 on these prompts (init, x_query "
+            "or sigma too extreme); rescale the data"
+        )
     return ConstructionRun(
         beta_tf=beta_tf,
         y_hat=y_hat,
