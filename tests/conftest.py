@@ -59,3 +59,17 @@ def robustness() -> Iterator[Callable[[str], None]]:
         totals = {"calls": sum(ROBUSTNESS.values()), "outcomes": dict(sorted(ROBUSTNESS.items()))}
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(totals, fh, indent=1)
+
+
+#: Memory the robustness suites' generated calls may use: sizes beyond it must be refused by
+#: the estimates (check_memory), never allocated (a shared test machine has no room for 20 GiB
+#: draws).
+TEST_MEMORY = 2**28
+
+
+@pytest.fixture(scope="module")
+def small_memory() -> Iterator[None]:
+    """Make ``check_memory`` see only :data:`TEST_MEMORY` bytes for the module's tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("iclkit.theory.validation.available_memory", lambda: TEST_MEMORY)
+        yield

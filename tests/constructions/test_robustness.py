@@ -9,7 +9,7 @@ estimates), or raises ParameterError. ``HYPOTHESIS_PROFILE=dev`` runs 1,200 exam
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,16 +31,9 @@ EXAMPLES = settings(max_examples=_BASE if _BASE < 100 else 6 * _BASE)
 FEW = settings(max_examples=_BASE if _BASE < 100 else 2 * _BASE)  # construction: ~0.1 s a call
 Record = Callable[[str], None]
 
-#: Memory the generated calls may use: sizes beyond it must be refused by the estimates
-#: (check_memory), never allocated (a shared test machine has no room for 20 GiB draws).
-TEST_MEMORY = 2**28
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _small_memory() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("iclkit.theory.validation.available_memory", lambda: TEST_MEMORY)
-        yield
+# Sizes beyond the robustness suites' memory budget must be refused by the estimates
+# (check_memory), never allocated: see the ``small_memory`` fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("small_memory")
 
 
 B, N, D, K = 3, 8, 2, 2

@@ -8,7 +8,7 @@ per test; the outcome counts are written where ``ROBUSTNESS_REPORT`` says.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,16 +36,9 @@ _BASE = settings.default.max_examples
 EXAMPLES = settings(max_examples=_BASE if _BASE < 100 else 6 * _BASE)
 Record = Callable[[str], None]
 
-#: Memory the generated calls may use: sizes beyond it must be refused by the estimates
-#: (check_memory), never allocated (a shared test machine has no room for 20 GiB draws).
-TEST_MEMORY = 2**28
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _small_memory() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("iclkit.theory.validation.available_memory", lambda: TEST_MEMORY)
-        yield
+# Sizes beyond the robustness suites' memory budget must be refused by the estimates
+# (check_memory), never allocated: see the ``small_memory`` fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("small_memory")
 
 
 JUNK = st.sampled_from([None, "abc", "3", True, [1], math.nan, math.inf, -math.inf, object()])
