@@ -179,6 +179,11 @@ class Trace:
         """Record iteration ``t``'s iterate ``betas (B, ...)``, ``pi (B, K)``, ``ll (B,)``."""
         self.ll.append(ll)
         self.previous = self.betas
+        if self.first_nonfinite is None and math.isfinite(
+            float(betas.sum() + pi.sum() + ll.sum())  # one sync; finite iff every entry is
+        ):  # (a huge finite sum that overflows falls through to the exact test below)
+            self.betas, self.pi = betas, pi
+            return
         ok = _finite_rows(betas, pi, ll)
         if self.first_nonfinite is None and bool(ok.all()):
             self.betas, self.pi = betas, pi

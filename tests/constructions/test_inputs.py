@@ -138,7 +138,7 @@ def test_construction_memory_and_weight_norm_checked_before_use() -> None:
     with pytest.raises(ParameterError, match="^d: the construction .* GiB of memory"):
         build_gradient_em_transformer(10**6, 2, 100, 1.0, 2)
     with pytest.raises(ParameterError, match="^T_outer: the construction"):
-        build_gradient_em_transformer(3, 3, 100, 1.0, 10**5)  # within MAX_ITERATIONS
+        build_gradient_em_transformer(3, 3, 100, 1.0, 50_000, relu_terms=4096)
     for bad in (math.nan, math.inf, 1e300):
         with pytest.raises(ParameterError, match="^R_residual"):
             ConstructionConfig(R_residual=bad)
