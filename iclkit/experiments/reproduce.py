@@ -4,7 +4,9 @@
 (:func:`iclkit.experiments.sweep.run_sweep`) and draws each figure from its stored results
 (:func:`iclkit.experiments.figures.draw_figure`); :func:`redraw_figures` only draws;
 :func:`reproduce_constructed` trains a transformer next to the Theorem 3.1 construction and
-draws their comparison (:mod:`iclkit.experiments.constructed_vs_trained`). Output layout:
+draws their comparison (:mod:`iclkit.experiments.constructed_vs_trained`);
+:func:`reproduce_mechanism` runs the mechanism metrics (:mod:`iclkit.experiments.mechanism_run`)
+into ``OUT/mechanism``. Output layout:
 ``OUT/<figure>/results`` (parquet rows) and ``OUT/<figure>/<figure>.pdf`` / ``.png``.
 """
 
@@ -23,6 +25,7 @@ from .constructed_vs_trained import (
     draw_comparison,
 )
 from .figures import FigureResult, draw_figure
+from .mechanism_run import MECHANISM_SCALES, MechanismRun, run_mechanism
 from .sweep import SweepResult, run_sweep
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "redraw_figures",
     "reproduce_constructed",
     "reproduce_figures",
+    "reproduce_mechanism",
 ]
 
 #: The name that stands for every figure of :data:`FIGURES`.
@@ -111,3 +115,13 @@ def reproduce_constructed(preset: str, out: str, *, progress: bool = True) -> Co
     )
     pdf, png = draw_comparison(res, os.path.join(folder, "constructed"))
     return ConstructedResult(res, pdf, png)
+
+
+def reproduce_mechanism(preset: str, out: str, *, progress: bool = True) -> MechanismRun:
+    """Run (or resume) the mechanism metrics at the scale ``preset`` of
+    :data:`MECHANISM_SCALES` into ``out/mechanism`` (parquet tables and figures)."""
+    if preset not in MECHANISM_SCALES:
+        raise ParameterError(
+            f"preset must be one of {tuple(MECHANISM_SCALES)} for 'mechanism', got {preset!r}"
+        )
+    return run_mechanism(MECHANISM_SCALES[preset], out, progress=progress)
