@@ -273,7 +273,11 @@ def input_gradients(
         xq = x_query[sl].detach().to(F64).requires_grad_(True)
         with torch.enable_grad():
             out = model.predict(Xc, yc, xq, init[sl].detach().to(F64))
-            g = torch.autograd.grad(out.sum(), [xq, yc], allow_unused=True)
+            g = (
+                torch.autograd.grad(out.sum(), [xq, yc], allow_unused=True)
+                if out.requires_grad
+                else (None, None)  # a prediction that depends on neither input
+            )
         gx.append(torch.zeros_like(xq) if g[0] is None else g[0])
         gy.append(torch.zeros_like(yc) if g[1] is None else g[1])
     return torch.cat(gx).detach(), torch.cat(gy).detach()
