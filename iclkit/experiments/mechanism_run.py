@@ -231,7 +231,7 @@ def measure_model(
     if not bool(torch.isfinite(preds).all()):
         raise ParameterError(f"{model.name}: non-finite layer read-outs on the evaluation prompts")
     cos, gap = alignment(preds, alg_preds)
-    base = {"model": model.name, "layers_total": model.depths[-1]}
+    base = {"model": model.name}
     rows = [
         {**base, "layer": r, "depth": model.depths[r], "iterate": k,
          "cosine": float(cos[r, k]), "mse_gap": float(gap[r, k])}
