@@ -24,6 +24,7 @@ from iclkit.experiments.sweep import (
     load_preset,
     read_results,
     run_sweep,
+    start_local_cluster,
 )
 from iclkit.theory.validation import ParameterError
 
@@ -154,3 +155,25 @@ def test_cli_bad_input(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> 
     assert "--results" in capsys.readouterr().err
     assert cli.main(["plot", "fig2", "--results", str(tmp_path)]) == 2
     assert "no result files" in capsys.readouterr().err
+
+
+def _worker_environ() -> dict[str, str | None]:
+    keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    return {k: os.environ.get(k) for k in keys}
+
+
+def test_local_workers_keep_glibc_dynamic_mmap_threshold() -> None:
+    """dask's nanny exports MALLOC_TRIM_THRESHOLD_ to its workers by default, which switches off
+    glibc's dynamic mmap threshold (a page-fault storm per training step); the sweep's cluster
+    must start its workers without it, and keep the single-threaded BLAS setting."""
+    from dask.distributed import Client
+
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") is None  # the test's own premise
+    cluster = start_local_cluster({"n_workers": 1, "threads_per_worker": 1, "processes": True})
+    try:
+        with Client(cluster) as client:
+            (env,) = client.run(_worker_environ).values()
+    finally:
+        cluster.close()
+    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") is None  # the client's process untouched
