@@ -3,7 +3,9 @@
 The cells of a preset (:mod:`iclkit.experiments.cells`) run as tasks on a ``dask.distributed``
 cluster: a ``LocalCluster`` by default, or an existing scheduler given by address (for example
 one started by dask-jobqueue on SLURM; checkpoints then need a file system shared with the
-workers). Checkpoints go to ``OUT/<figure>/checkpoints/cell-<id>.pt``.
+workers). Checkpoints go to ``OUT/<figure>/checkpoints/train-<id>.pt``, named by the training part of the
+cell's spec only (:func:`iclkit.experiments.cells.training_id`): a cell whose evaluation changes
+reuses its trained model.
 
 The client (the only writer) stores each finished cell's rows at once
 (:mod:`iclkit.experiments.storage`, ``OUT/<figure>/results/cell-<id>.parquet``, atomically), so

@@ -177,3 +177,25 @@ def test_local_workers_keep_glibc_dynamic_mmap_threshold() -> None:
         cluster.close()
     assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
     assert os.environ.get("MALLOC_TRIM_THRESHOLD_") is None  # the client's process untouched
+
+
+def test_checkpoint_is_named_by_the_training_part_of_the_spec(tmp_path: Path) -> None:
+    """Cells that differ only in their evaluation share a checkpoint; any training change does
+    not; a checkpoint left under the old per-cell name is adopted, not retrained."""
+    import copy
+
+    from iclkit.experiments.cells import cell_id, checkpoint_path, training_id
+
+    spec = cells_of(load_preset("fig1", "smoke"))[0].spec
+    other_eval = copy.deepcopy(spec)
+    other_eval["eval"]["methods"] = ["ols"]
+    other_train = copy.deepcopy(spec)
+    other_train["train"]["lr"] = spec["train"]["lr"] * 2
+    assert cell_id(other_eval) != cell_id(spec)
+    assert training_id(other_eval) == training_id(spec)
+    assert training_id(other_train) != training_id(spec)
+    legacy = tmp_path / f"cell-{cell_id(spec)}.pt"
+    legacy.write_bytes(b"weights")
+    path = checkpoint_path(str(tmp_path), spec)
+    assert Path(path).read_bytes() == b"weights" and not legacy.exists()
+    assert Path(path).name == f"train-{training_id(spec)}.pt"
