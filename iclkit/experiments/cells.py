@@ -6,7 +6,7 @@ the base settings (``[data]``, ``[model]``, ``[train]``, ``[eval]``, ``[cluster]
 a *cell*: its fully resolved configuration (``spec``) is hashed into :func:`cell_id`.
 
 A cell trains one transformer (:func:`iclkit.experiments.training.train`, checkpointing to
-``<checkpoint_dir>/cell-<id>.pt``) and evaluates it and the baselines on the same held-out
+``<checkpoint_dir>/train-<training id>.pt``) and evaluates it and the baselines on the same held-out
 prompts (:func:`iclkit.experiments.evaluation.evaluate`): :func:`run_cell`.
 """
 
@@ -42,8 +42,10 @@ __all__ = [
     "build_configs",
     "cell_id",
     "cells_of",
+    "checkpoint_path",
     "load_preset",
     "run_cell",
+    "training_id",
 ]
 
 FIGURES: tuple[str, ...] = ("fig1", "fig2", "fig3", "fig4")
@@ -154,6 +156,28 @@ def cell_id(spec: dict[str, Any]) -> str:
     return hashlib.sha256(_spec_json(spec).encode()).hexdigest()[:CELL_ID_HEX_DIGITS]
 
 
+#: The parts of a spec that determine the trained weights; the checkpoint is named by their hash
+#: alone, so a cell whose evaluation changes (a new baseline, other prompt lengths) gets a new
+#: cell id and new results but reuses the trained model.
+TRAINING_KEYS: tuple[str, ...] = ("data", "model", "train", "seed")
+
+
+def training_id(spec: dict[str, Any]) -> str:
+    """The id of a cell's training run: the hash of its :data:`TRAINING_KEYS` only."""
+    return cell_id({k: spec[k] for k in TRAINING_KEYS})
+
+
+def checkpoint_path(checkpoint_dir: str, spec: dict[str, Any]) -> str:
+    """``checkpoint_dir/train-<training id>.pt``; a checkpoint left under the cell's own id by an
+    earlier version (``cell-<cell id>.pt``, the same training by construction) is renamed to it
+    so that its training is not repeated."""
+    path = os.path.join(checkpoint_dir, f"train-{training_id(spec)}.pt")
+    legacy = os.path.join(checkpoint_dir, f"cell-{cell_id(spec)}.pt")
+    if not os.path.exists(path) and os.path.exists(legacy):
+        os.replace(legacy, path)
+    return path
+
+
 def _positions(spec: Any, n: int) -> list[int]:
     if spec is None or spec == "query":
         return [n]
@@ -238,13 +262,14 @@ def run_cell(
 ) -> pd.DataFrame:
     """Train and evaluate one cell; return its rows (without the provenance columns).
 
-    Runs on a Dask worker. Resumes from ``checkpoint_dir/cell-<id>.pt`` if it exists.
+    Runs on a Dask worker. Resumes from :func:`checkpoint_path` if it exists: cells that differ
+    only in their evaluation share one training run.
     """
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
     data, model_config, train_config, eval_config = build_configs(spec)
     cid = cell_id(spec)
-    ckpt = os.path.join(checkpoint_dir, f"cell-{cid}.pt")
+    ckpt = checkpoint_path(checkpoint_dir, spec)
     result = train(model_config, data, train_config, checkpoint=ckpt, progress=progress)
     t0 = time.perf_counter()
     ev = evaluate(result.model, data, eval_config, seed=train_config.seed)

@@ -24,6 +24,7 @@ from iclkit.experiments.sweep import (
     load_preset,
     read_results,
     run_sweep,
+    start_local_cluster,
 )
 from iclkit.theory.validation import ParameterError
 
@@ -154,3 +155,47 @@ def test_cli_bad_input(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> 
     assert "--results" in capsys.readouterr().err
     assert cli.main(["plot", "fig2", "--results", str(tmp_path)]) == 2
     assert "no result files" in capsys.readouterr().err
+
+
+def _worker_environ() -> dict[str, str | None]:
+    keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    return {k: os.environ.get(k) for k in keys}
+
+
+def test_local_workers_keep_glibc_dynamic_mmap_threshold() -> None:
+    """dask's nanny exports MALLOC_TRIM_THRESHOLD_ to its workers by default, which switches off
+    glibc's dynamic mmap threshold (a page-fault storm per training step); the sweep's cluster
+    must start its workers without it, and keep the single-threaded BLAS setting."""
+    from dask.distributed import Client
+
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") is None  # the test's own premise
+    cluster = start_local_cluster({"n_workers": 1, "threads_per_worker": 1, "processes": True})
+    try:
+        with Client(cluster) as client:
+            (env,) = client.run(_worker_environ).values()
+    finally:
+        cluster.close()
+    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") is None  # the client's process untouched
+
+
+def test_checkpoint_is_named_by_the_training_part_of_the_spec(tmp_path: Path) -> None:
+    """Cells that differ only in their evaluation share a checkpoint; any training change does
+    not; a checkpoint left under the old per-cell name is adopted, not retrained."""
+    import copy
+
+    from iclkit.experiments.cells import cell_id, checkpoint_path, training_id
+
+    spec = cells_of(load_preset("fig1", "smoke"))[0].spec
+    other_eval = copy.deepcopy(spec)
+    other_eval["eval"]["methods"] = ["ols"]
+    other_train = copy.deepcopy(spec)
+    other_train["train"]["lr"] = spec["train"]["lr"] * 2
+    assert cell_id(other_eval) != cell_id(spec)
+    assert training_id(other_eval) == training_id(spec)
+    assert training_id(other_train) != training_id(spec)
+    legacy = tmp_path / f"cell-{cell_id(spec)}.pt"
+    legacy.write_bytes(b"weights")
+    path = checkpoint_path(str(tmp_path), spec)
+    assert Path(path).read_bytes() == b"weights" and not legacy.exists()
+    assert Path(path).name == f"train-{training_id(spec)}.pt"
