@@ -18,11 +18,11 @@ from typing import get_args
 from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.gradient_em_transformer import (
     CONSTRUCT_PROMPTS,
-    Architecture,
-    Precision,
     DEFAULT_CONSTRUCTION,
+    Architecture,
     ConstructionConfig,
     ConstructionRun,
+    Precision,
     run_gradient_em_transformer,
     run_on_sampled_prompts,
 )

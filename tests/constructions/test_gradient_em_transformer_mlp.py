@@ -261,8 +261,11 @@ def test_run_float32_and_mlp_through_config() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"architecture": "mlp"}, "architecture"), ({"dtype": "float16"}, "dtype"),
-     ({"dtype": torch.float32}, "dtype")],  # fmt: skip
+    [
+        ({"architecture": "mlp"}, "architecture"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"dtype": torch.float32}, "dtype"),
+    ],
 )
 def test_config_validation(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ParameterError, match=name):

@@ -16,12 +16,12 @@ from iclkit.theory.validation import check_choice, check_int, check_positive, ch
 
 __all__ = [
     "DEFAULT_CONSTRUCTION",
-    "Architecture",
-    "Precision",
     "MAX_R_RESIDUAL",
     "MIN_RELU_TERMS_GENERAL",
     "MIN_RELU_TERMS_SYMMETRIC",
+    "Architecture",
     "ConstructionConfig",
+    "Precision",
     "min_relu_terms",
 ]
 

@@ -16,10 +16,9 @@ relative distance ``rho`` (seeded).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import math
 
 import torch
 
@@ -192,8 +191,7 @@ def float32_error_growth(
                 norms = torch.stack([row[-1][:, 0].norm(dim=-1) for row in it64], 1)
                 rel_bound = tuple(float(v) for v in (bound / norms).amax(0))
                 layers = tuple(
-                    layer_count(2, t + 1, 1, M, symmetric=True, architecture=arch)
-                    for t in range(T)
+                    layer_count(2, t + 1, 1, M, symmetric=True, architecture=arch) for t in range(T)
                 )
                 rows.append(Float32Row(T, M, arch, tf.report.L, errs, rel_bound, layers))
     return rows

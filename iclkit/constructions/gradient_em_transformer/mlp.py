@@ -112,9 +112,7 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         """The block on H : (B, N, D) (keywords as in :func:`.attention.attention`)."""
         if self.attn is not None:
-            H = self.attn(
-                H, key_mask, path=path, counts=counts, train=train, inplace=inplace
-            )
+            H = self.attn(H, key_mask, path=path, counts=counts, train=train, inplace=inplace)
             inplace = True  # H is now our own copy (or the caller's, when inplace)
         if self.mlp is not None:
             H = self.mlp(H, inplace=inplace)

@@ -92,9 +92,13 @@ def build_attention_mlp(
     blocks, ends = _pack(_schedule(per_iter, readout, cfg))
     model = AttentionMLPTransformer(blocks, t_slot=layout.t)
     expected = layer_count(
-        K, cfg.T_outer, cfg.T_inner, cfg.relu_terms, symmetric=cfg.symmetric,
+        K,
+        cfg.T_outer,
+        cfg.T_inner,
+        cfg.relu_terms,
+        symmetric=cfg.symmetric,
         architecture="attention-mlp",
-    )  # fmt: skip
+    )
     if model.L != expected:  # internal consistency of the documented formula
         raise RuntimeError(f"layer formula gives {expected}, construction has {model.L}")
     norm = block_norm(model)
@@ -117,9 +121,17 @@ def build_attention_mlp(
         mlp_widths=tuple(model.mlp_widths()),
     )
     return GradientEMTransformer(
-        model, layout, report, sigma, pi, cfg.T_outer, cfg.T_inner, cfg.alpha,
-        tanh_sum=sums.get("tanh"), relu_sums=sums,
-    )  # fmt: skip
+        model,
+        layout,
+        report,
+        sigma,
+        pi,
+        cfg.T_outer,
+        cfg.T_inner,
+        cfg.alpha,
+        tanh_sum=sums.get("tanh"),
+        relu_sums=sums,
+    )
 
 
 def _schedule(per_iter: _PerIter, readout: list[Head], cfg: ConstructionConfig) -> list[_Phase]:
@@ -171,9 +183,11 @@ def _signed_heads(lay: TokenLayout, pairs: list[Pair], slot: int, name: str) -> 
     """Two heads writing the (shared-key) score into ``slot``: ``relu(+-score) (+-1)``."""
     return [
         make_head(
-            lay.D, [(q, k, s * w) for q, k, w in pairs], [([slot], [lay.one], s)],
+            lay.D,
+            [(q, k, s * w) for q, k, w in pairs],
+            [([slot], [lay.one], s)],
             f"{name} += {s:+g} relu({s:+g} score)",
-        )  # fmt: skip
+        )
         for s in (1.0, -1.0)
     ]
 
@@ -215,7 +229,10 @@ def _general(
     def t_heads() -> list[Head]:  # t_k = (y - <x, beta_k>) / sigma, every k
         heads: list[Head] = []
         for k in range(K):
-            pairs: list[Pair] = [([lay.y], [one], 1.0 / sigma), (x, coords(lay.beta(k)), -1 / sigma)]
+            pairs: list[Pair] = [
+                ([lay.y], [one], 1.0 / sigma),
+                (x, coords(lay.beta(k)), -1 / sigma),
+            ]
             heads += _signed_heads(lay, pairs, S(f"t{k}"), f"t{k}")
         return heads
 
@@ -249,9 +266,11 @@ def _general(
         bk = coords(lay.beta(k))
         step_heads += [
             make_head(
-                lay.D, [([one], [S(f"r{k}")], s)], [(bk, x, s * cfg.alpha)],
+                lay.D,
+                [([one], [S(f"r{k}")], s)],
+                [(bk, x, s * cfg.alpha)],
                 f"beta_{k} += {s:+g} alpha relu({s:+g} r_j{k}) x_j",
-            )  # fmt: skip
+            )
             for s in (1.0, -1.0)
         ]
     per_iter += [
