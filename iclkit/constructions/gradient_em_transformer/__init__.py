@@ -13,7 +13,9 @@ One module per stage (design in ``docs/construction.md``):
 - :mod:`.mlp`, :mod:`.mlp_build` - the ``attention-mlp`` architecture: attention + per-token
   ReLU MLP blocks (Bai et al. Def. 2.2), depth independent of ``relu_terms``;
 - :mod:`.model` - :class:`GradientEMTransformer` (callable on prompts) and its report;
-- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM.
+- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM;
+- :mod:`.measure` - the depth-vs-M and float32 measurements quoted in the docs, and the
+  float32 round-off bound.
 """
 
 from __future__ import annotations
