@@ -9,6 +9,9 @@ step, M = 64 ReLU terms (73 layers, 4 heads each but the read-out's 2). Measured
   layers are representative);
 - the whole auto forward at n = 1,000, 4,000, 10^4 and 10^5 (seconds, and seconds per token:
   flat when the cost grows linearly in n);
+- the attention + MLP architecture (``architecture="attention-mlp"``, the same surrogate in
+  9 blocks instead of 73 layers) at the same n, auto path (seconds, and the ratio to the
+  attention-only forward measured just before);
 - the dense path's FLOP/s (score and value products of every head with its own rank,
   ``AttentionLayer.flops``) against the bare batched score product
   ``torch.bmm((B, n+1, d+1), (B, d+1, n+1))`` at the same n, its achievable limit.
@@ -28,7 +31,11 @@ from collections.abc import Callable
 import torch
 
 from iclkit.constructions.attention import AttentionTransformer
-from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
+from iclkit.constructions.gradient_em_transformer import (
+    Architecture,
+    AttentionMLPTransformer,
+    build_gradient_em_transformer,
+)
 from iclkit.theory.mor import MoRConfig, sample_mor
 
 B, D_X, T_OUTER, M, SIGMA = 16, 8, 4, 64, 0.1
@@ -58,13 +65,17 @@ def bmm_flops_per_s(n: int, repeats: int) -> float:
     return 2 * B * N * N * (D_X + 1) / sec
 
 
-def tokens(n: int) -> tuple[AttentionTransformer, torch.Tensor]:
+def tokens(
+    n: int, architecture: Architecture = "attention-only"
+) -> tuple[AttentionTransformer | AttentionMLPTransformer, torch.Tensor]:
     """The construction and its input tokens (B, n + 1, D) on sampled prompts."""
     cfg = MoRConfig(d=D_X, K=2, n=n, sigma=SIGMA, symmetric=True, prior="sphere")
     batch = sample_mor(cfg, B, seed=0)
     g = torch.Generator().manual_seed(1)
     init = batch.betas + 0.1 * torch.randn(batch.betas.shape, generator=g, dtype=torch.float64)
-    tf = build_gradient_em_transformer(D_X, 2, n, SIGMA, T_OUTER, 1, 1.0, M, symmetric=True)
+    tf = build_gradient_em_transformer(
+        D_X, 2, n, SIGMA, T_OUTER, 1, 1.0, M, symmetric=True, architecture=architecture
+    )
     return tf.model, tf.embed(batch.X_train, batch.y_train, init, batch.x_query)
 
 
@@ -85,7 +96,12 @@ def main() -> None:
         reps = args.repeats if n <= 10_000 else 1
         row["auto_seconds"] = best_seconds(lambda m=model, h=H: m(h, path="auto"), reps)
         row["auto_microseconds_per_token"] = row["auto_seconds"] / (B * (n + 1)) * 1e6
+        mlp, H_mlp = tokens(n, "attention-mlp")
+        row["mlp_blocks"] = mlp.L
+        row["mlp_auto_seconds"] = best_seconds(lambda m=mlp, h=H_mlp: m(h, path="auto"), reps)
+        row["mlp_over_attention_only"] = row["mlp_auto_seconds"] / row["auto_seconds"]
         if n in COMPARED_NS:
+            assert isinstance(model, AttentionTransformer)
             k = args.dense_layers
             head = AttentionTransformer(list(model.attention_layers[:k]), t_slot=model.t_slot)
             dense = best_seconds(lambda m=head, h=H: m(h, path="dense"), 1)

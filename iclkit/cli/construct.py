@@ -19,8 +19,10 @@ from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.gradient_em_transformer import (
     CONSTRUCT_PROMPTS,
     DEFAULT_CONSTRUCTION,
+    Architecture,
     ConstructionConfig,
     ConstructionRun,
+    Precision,
     run_gradient_em_transformer,
     run_on_sampled_prompts,
 )
@@ -46,6 +48,16 @@ def add(sub: options.SubParsers) -> None:
         "full scores",
         choices=get_args(AttentionPath),
     )  # fmt: skip
+    options.add_field_option(
+        g, _D, "architecture",
+        "attention-only = ReLU-attention layers of <= 4 heads, one head per ReLU term (layers "
+        "grow with --relu-terms); attention-mlp = attention (<= 4 heads) + per-token ReLU MLP "
+        "blocks, depth independent of --relu-terms; same surrogate gradient EM",
+        choices=get_args(Architecture),
+    )  # fmt: skip
+    options.add_field_option(
+        g, _D, "dtype", "floating-point type of the forward pass", choices=get_args(Precision)
+    )
     options.add_prompt_options(p, CONSTRUCT_PROMPTS)
     options.add_json_option(p)
 
@@ -90,4 +102,5 @@ def _summary(res: ConstructionRun) -> dict[str, object]:
         "max_abs_diff_vs_gradient_em": res.max_abs_diff_vs_gradient_em,
         "token_width_D": res.report.D,
         "layer_formula": res.report.layer_formula,
+        "architecture": res.report.architecture,
     }

@@ -10,15 +10,26 @@ One module per stage (design in ``docs/construction.md``):
 - :mod:`.nonlinearities` - the general-K ReLU sums (``psi``, softplus, exp);
 - :mod:`.build` - :func:`build_gradient_em_transformer`: layout, E-step heads, M-step heads,
   read-out, schedule;
+- :mod:`.mlp`, :mod:`.mlp_build` - the ``attention-mlp`` architecture: attention + per-token
+  ReLU MLP blocks (Bai et al. Def. 2.2), depth independent of ``relu_terms``;
 - :mod:`.model` - :class:`GradientEMTransformer` (callable on prompts) and its report;
-- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM.
+- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM;
+- :mod:`.measure` - the depth-vs-M and float32 measurements quoted in the docs, and the
+  float32 round-off bound.
 """
 
 from __future__ import annotations
 
 from .build import build_gradient_em_transformer
-from .config import DEFAULT_CONSTRUCTION, ConstructionConfig, min_relu_terms
+from .config import (
+    DEFAULT_CONSTRUCTION,
+    Architecture,
+    ConstructionConfig,
+    Precision,
+    min_relu_terms,
+)
 from .heads import MAX_HEADS, layer_count, layer_formula_text
+from .mlp import AttentionMLPTransformer, MLPLayer
 from .model import ConstructionReport, GradientEMTransformer
 from .nonlinearities import estep_functions, general_relu_sums
 from .run import (
@@ -35,10 +46,14 @@ __all__ = [
     "CONSTRUCT_PROMPTS",
     "DEFAULT_CONSTRUCTION",
     "MAX_HEADS",
+    "Architecture",
+    "AttentionMLPTransformer",
     "ConstructionConfig",
     "ConstructionReport",
     "ConstructionRun",
     "GradientEMTransformer",
+    "MLPLayer",
+    "Precision",
     "SampledConstructionRun",
     "build_gradient_em_transformer",
     "estep_functions",

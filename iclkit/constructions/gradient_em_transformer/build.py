@@ -47,7 +47,7 @@ from iclkit.theory.validation import (
     check_probability_vector,
 )
 
-from .config import ConstructionConfig
+from .config import Architecture, ConstructionConfig
 from .heads import (
     BlockEnd,
     Pair,
@@ -61,6 +61,7 @@ from .heads import (
     relu_sum_heads,
     reset_heads,
 )
+from .mlp_build import build_attention_mlp, mlp_construction_bytes
 from .model import ConstructionReport, GradientEMTransformer
 from .nonlinearities import general_relu_sums
 
@@ -96,6 +97,7 @@ def build_gradient_em_transformer(
     symmetric: bool | None = None,
     pi: Sequence[float] | None = None,
     R_residual: float = ConstructionConfig.R_residual,
+    architecture: Architecture = ConstructionConfig.architecture,
 ) -> GradientEMTransformer:
     """Build the Theorem 3.1 transformer running ``T_outer`` gradient-EM iterations of
     ``T_inner`` gradient steps of size ``alpha`` each (then the read-out layer).
@@ -110,6 +112,8 @@ def build_gradient_em_transformer(
     symmetric : tied two-component model (default: ``K == 2`` and ``pi`` uniform).
     pi : known mixing weights (default uniform); they enter the E-step and the read-out.
     R_residual : general K, half-width of the residual domain of ``psi`` (in units of sigma).
+    architecture : "attention-only" (this module) or "attention-mlp" (attention + MLP blocks,
+        :mod:`.mlp_build`; same surrogate, depth independent of ``relu_terms``).
 
     Returns
     -------
@@ -123,7 +127,15 @@ def build_gradient_em_transformer(
         [1.0 / K] * K if pi is None else list(pi), "pi", length=K, atol=_PI_SUM_ATOL
     )
     symmetric = _is_symmetric(K, pi_t, symmetric)
-    cfg = ConstructionConfig(T_outer, T_inner, alpha, relu_terms, symmetric, R_residual)
+    cfg = ConstructionConfig(
+        T_outer, T_inner, alpha, relu_terms, symmetric, R_residual, architecture=architecture
+    )
+    if cfg.architecture == "attention-mlp":
+        check_memory(
+            mlp_construction_bytes(d, K, cfg), "relu_terms",
+            f"the attention-mlp construction with d = {d}, K = {K}, M = {cfg.relu_terms}",
+        )  # fmt: skip
+        return build_attention_mlp(d, K, sigma, cfg, pi_t)
     L = layer_count(K, cfg.T_outer, cfg.T_inner, cfg.relu_terms, symmetric=symmetric)
     check_memory(
         construction_bytes(d, K, cfg),

@@ -8,7 +8,7 @@ all read them from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Literal, get_args
 
 from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.inputs import MAX_ITERATIONS
@@ -19,9 +19,18 @@ __all__ = [
     "MAX_R_RESIDUAL",
     "MIN_RELU_TERMS_GENERAL",
     "MIN_RELU_TERMS_SYMMETRIC",
+    "Architecture",
     "ConstructionConfig",
+    "Precision",
     "min_relu_terms",
 ]
+
+#: "attention-only": every ReLU term of the E-step is one attention head (depth grows with M);
+#: "attention-mlp": Bai et al. Def. 2.2 blocks, one per-token MLP evaluates each nonlinearity
+#: (depth independent of M).
+Architecture = Literal["attention-only", "attention-mlp"]
+#: Floating-point type of the forward pass (weights and tokens).
+Precision = Literal["float64", "float32"]
 
 #: Fewest ReLU terms of the tanh sum of the symmetric E-step (``relu_approx.tanh_relu_sum``).
 MIN_RELU_TERMS_SYMMETRIC = 3
@@ -61,6 +70,14 @@ class ConstructionConfig:
         share the key or the query (every head of this construction) exactly in O(n D) and the
         others densely; "dense" uses the full n x n scores for every head. Same output to
         round-off (``docs/construction.md``, structured attention).
+    architecture : "attention-only" or "attention-mlp"
+        "attention-only": ReLU-attention layers of at most 4 heads, one head per ReLU term
+        (layers per EM iteration grow like M / 4); "attention-mlp": blocks of attention (at most
+        4 heads) then a per-token ReLU MLP of width ~M that evaluates each E-step nonlinearity
+        at once (blocks per EM iteration independent of M). Same surrogate gradient EM.
+    dtype : "float64" or "float32"
+        Floating-point type of the forward pass (the surrogate and exact gradient EM it is
+        compared with stay float64; ``docs/construction.md`` reports the float32 error).
     """
 
     T_outer: int = 4
@@ -70,6 +87,8 @@ class ConstructionConfig:
     symmetric: bool = False
     R_residual: float = 6.0
     attention: AttentionPath = "auto"
+    architecture: Architecture = "attention-only"
+    dtype: Precision = "float64"
 
     def __post_init__(self) -> None:
         checked = {
@@ -88,6 +107,8 @@ class ConstructionConfig:
             ),
         }
         check_choice(self.attention, "attention", get_args(AttentionPath))
+        check_choice(self.architecture, "architecture", get_args(Architecture))
+        check_choice(self.dtype, "dtype", get_args(Precision))
         for name, value in checked.items():  # store the normalised int / float
             object.__setattr__(self, name, value)
 

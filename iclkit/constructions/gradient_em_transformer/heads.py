@@ -19,6 +19,8 @@ from iclkit.constructions.attention import AttentionLayer, Head
 from iclkit.constructions.layout import TokenLayout
 from iclkit.constructions.relu_approx import ReluSum
 
+from .config import Architecture
+
 __all__ = [
     "MAX_HEADS",
     "BlockEnd",
@@ -127,13 +129,28 @@ def _layers(heads: int) -> int:
     return -(-heads // MAX_HEADS)
 
 
-def layer_count(K: int, T_outer: int, T_inner: int, M: int, *, symmetric: bool) -> int:
+def layer_count(
+    K: int,
+    T_outer: int,
+    T_inner: int,
+    M: int,
+    *,
+    symmetric: bool,
+    architecture: Architecture = "attention-only",
+) -> int:
     """The documented layer formula ``L(T_outer, T_inner, M)`` (text: :func:`layer_formula_text`).
 
-    symmetric: ``T_outer (ceil((M + 2)/4) + T_inner) + 1``;
+    attention-only, symmetric: ``T_outer (ceil((M + 2)/4) + T_inner) + 1``;
     general K: ``T_outer (2 ceil(K (M + 2)/4) + (K - 1) ceil((M + 2)/4)
     + T_inner (ceil(2 K M / 4) + ceil(K / 4))) + 1``.
+    attention-mlp (blocks; M sets the MLP width, not the depth), symmetric:
+    ``T_outer (1 + T_inner) + 1``; general K: ``T_outer (ceil(K/2) + K + 2 T_inner ceil(K/2)) + 1``.
     """
+    if architecture == "attention-mlp":
+        c2 = _layers(2 * K)  # blocks of the 2 K heads writing t_k (or updating beta_k)
+        if symmetric:
+            return T_outer * (1 + T_inner) + 1
+        return T_outer * (c2 + K + 2 * T_inner * c2) + 1
     if symmetric:
         return T_outer * (_layers(M + 2) + T_inner) + 1
     e_step = _layers(K * (M + 2)) + (K - 1) * _layers(M + 2) + _layers(K * (M + 2))
@@ -141,8 +158,15 @@ def layer_count(K: int, T_outer: int, T_inner: int, M: int, *, symmetric: bool) 
     return T_outer * (e_step + T_inner * inner) + 1
 
 
-def layer_formula_text(symmetric: bool) -> str:
+def layer_formula_text(symmetric: bool, architecture: Architecture = "attention-only") -> str:
     """:func:`layer_count` in words."""
+    if architecture == "attention-mlp":
+        if symmetric:
+            return "L = T_outer * (1 + T_inner) + 1 (attention + MLP blocks; independent of M)"
+        return (
+            "L = T_outer * (ceil(K / 2) + K + 2 T_inner ceil(K / 2)) + 1"
+            " (attention + MLP blocks; independent of M)"
+        )
     if symmetric:
         return "L = T_outer * (ceil((M + 2) / 4) + T_inner) + 1"
     return (

@@ -8,7 +8,7 @@ reads the estimates and the prediction back (arXiv 2410.14183, Theorem 3.1;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -17,6 +17,7 @@ from iclkit.constructions.layout import TokenLayout, embed, read_beta, read_y
 from iclkit.constructions.relu_approx import ReluSum
 
 from .heads import BlockEnd
+from .mlp import AttentionMLPTransformer, cast_attention_layer
 
 __all__ = ["ConstructionReport", "GradientEMTransformer"]
 
@@ -36,6 +37,9 @@ class ConstructionReport:
     certificates : dict name -> Certificate of each ReLU sum used.
     block_ends : tuple of (kind, t, s, layer): the layer after which the hidden state equals the
         algorithm's iterate (kind "inner": after inner step s of outer iteration t; "readout").
+    architecture : "attention-only" or "attention-mlp" (then a layer is an attention + MLP
+        block, and ``heads_per_layer`` counts its attention heads, 0 for an MLP-only block).
+    mlp_widths : tuple of int, hidden units of each block's MLP (attention-mlp; else empty).
     """
 
     L: int
@@ -46,13 +50,15 @@ class ConstructionReport:
     D: int
     certificates: dict[str, object] = field(default_factory=dict)
     block_ends: tuple[BlockEnd, ...] = ()
+    architecture: str = "attention-only"
+    mlp_widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class GradientEMTransformer:
     """The constructed transformer with its layout, ReLU sums and report."""
 
-    model: AttentionTransformer
+    model: AttentionTransformer | AttentionMLPTransformer
     layout: TokenLayout
     report: ConstructionReport
     sigma: float
@@ -66,8 +72,27 @@ class GradientEMTransformer:
     def embed(
         self, X: torch.Tensor, y: torch.Tensor, init: torch.Tensor, x_query: torch.Tensor
     ) -> torch.Tensor:
-        """The input tokens (B, n + 1, D) of the prompts, each carrying ``init``."""
-        return embed(self.layout, X, y, init, x_query)
+        """The input tokens (B, n + 1, D) of the prompts, each carrying ``init``, in the dtype of
+        the weights (:attr:`dtype`)."""
+        return embed(self.layout, X, y, init, x_query).to(self.dtype)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the weights, in which the forward pass runs."""
+        if isinstance(self.model, AttentionMLPTransformer):
+            return self.model.dtype
+        layers = self.model.attention_layers
+        return layers[0].packed.Q.dtype if layers else torch.float64
+
+    def astype(self, dtype: torch.dtype) -> GradientEMTransformer:
+        """The same construction with every weight in ``dtype`` (e.g. a float32 forward pass;
+        the ReLU sums and the report are unchanged)."""
+        if isinstance(self.model, AttentionMLPTransformer):
+            model: AttentionTransformer | AttentionMLPTransformer = self.model.astype(dtype)
+        else:
+            layers = [cast_attention_layer(a, dtype) for a in self.model.attention_layers]
+            model = AttentionTransformer(layers, t_slot=self.model.t_slot)
+        return replace(self, model=model)
 
     def __call__(
         self,

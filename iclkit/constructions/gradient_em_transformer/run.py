@@ -57,6 +57,8 @@ CONSTRUCT_PROMPTS = PromptsConfig(batch=4)
 _PI_DIGITS = 15
 #: Tolerance of pi summing to 1 in float64 (float32 weights get 4 K float32 epsilons).
 _PI_SUM_ATOL = 1e-8
+#: The torch type of each ``ConstructionConfig.dtype``.
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Floor of a reference norm in a relative error (an all-zero iterate has relative error 0 / tiny).
 _TINY_NORM = 1e-300
 
@@ -112,7 +114,10 @@ def run_gradient_em_transformer(
     pi : (B, K) or None (uniform).
     config : the schedule and accuracy; ``config.symmetric`` selects the tied two-component
         construction (needs K = 2, pi = 1/2; ``init[:, 0]`` is used); ``config.attention`` how
-        the forward pass evaluates the heads ("auto": O(n D) per head, exact; "dense").
+        the forward pass evaluates the heads ("auto": O(n D) per head, exact; "dense");
+        ``config.architecture`` attention-only layers or attention + MLP blocks;
+        ``config.dtype`` the forward pass's floating-point type (the surrogate and exact
+        gradient EM stay float64, so with "float32" the differences report its round-off).
 
     The tensors pass the algorithms' boundary (:mod:`iclkit.constructions.inputs`: float32 or
     float64, one device, detached) and are computed in float64 on the CPU (the construction's
@@ -154,11 +159,13 @@ def run_gradient_em_transformer(
         tf = build_gradient_em_transformer(
             d, K, n, key[0], config.T_outer, config.T_inner, config.alpha, config.relu_terms,
             symmetric=symmetric, pi=key[1:], R_residual=config.R_residual,
+            architecture=config.architecture,
         )  # fmt: skip
         first = first or tf
         norm = max(norm, tf.report.weight_norm)
-        bt, yh = tf(X[idx], y[idx], init[idx], x_query[idx], attention=config.attention)
-        beta_tf[idx], y_hat[idx] = bt, yh
+        run_tf = tf if config.dtype == "float64" else tf.astype(_DTYPES[config.dtype])
+        bt, yh = run_tf(X[idx], y[idx], init[idx], x_query[idx], attention=config.attention)
+        beta_tf[idx], y_hat[idx] = bt.to(f64), yh.to(f64)
         beta_sur[idx] = _final_surrogate(tf, X[idx], y[idx], init[idx])
     assert first is not None
     ref = gradient_em(
