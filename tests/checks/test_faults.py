@@ -104,9 +104,7 @@ FAULTS: tuple[Fault, ...] = (
         | _THM31_SMALL_TF,
         "too few iterations (2 steps of 0.3): the start's error, constant in n, is kept; the "
         "quantile of Delta_y / rate grows with n and the held-out fraction drops",
-        lambda r: (
-            _measured(r) < 0.91 - 3 * math.sqrt(0.91 * 0.09 / 100) and _slope(r) > _band(r)[1]
-        ),
+        lambda r: _measured(r) < r.details["fraction_floor"] and _slope(r) > _band(r)[1],
     ),
     Fault(
         "em.thm31_probability",
