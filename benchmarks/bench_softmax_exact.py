@@ -1,6 +1,6 @@
 """Benchmark: exact population GD of softmax attention at K = 80, N = 1000 for 10^5 steps.
 
-Issue 6 target: < 60 s on 2 cores. The expectation over the token counts is exact: in each
+Target: < 60 s on 2 cores. The expectation over the token counts is exact: in each
 column, features with equal (p_n, Z_nk) are exchangeable, so the sum runs over the totals of
 the exchangeable groups only (1-D binomial for balanced data and dominant queries, 2-D trinomial
 for under-represented queries), with probability tables built once and every step reduced to a
