@@ -26,7 +26,10 @@ import numpy as np
 import torch
 
 from iclkit.constructions.algorithms import gradient_em
-from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
+from iclkit.constructions.gradient_em_transformer import (
+    Architecture,
+    build_gradient_em_transformer,
+)
 from iclkit.theory.bounds import theorem_3_1_conditions, theorem_3_1_error_bound
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
@@ -62,7 +65,12 @@ THM31_ALPHA = 2.0
 #: distance from gradient EM's prediction is ~1e-4 at n = 2000, ~0.03 of the statistical
 #: Delta_y there; the gap shrinks ~M^-2 (measured mean gaps 1e-3, 3e-4, 7e-5 at M = 8, 16, 32,
 #: n = 1000), and M = 4 brings it to ~0.4 of the statistical error.
-THM31_RELU_TERMS = 16
+THM31_RELU_TERMS = 32
+#: Blocks of the transformer run here: attention then a per-token ReLU MLP, so a gradient-EM
+#: iteration costs a fixed number of layers whatever M (9 for K = 3, T_inner = 1) and the
+#: whole schedule from the local start fits the check's budget; it computes the same surrogate
+#: gradient EM as the attention-only design (``docs/construction.md``).
+THM31_ARCHITECTURE: Architecture = "attention-mlp"
 #: Largest allowed ratio of the E-step floor to the statistical error at the tested level: the
 #: (1 - 9 delta)-quantiles of |y_hat_tf - y_hat_gem| and of Delta_y of gradient EM. Below it the
 #: transformer's quantile of Delta_y is gradient EM's within 25%, so its fraction tests the
@@ -129,7 +137,7 @@ def thm31_probability(ctx: CheckContext) -> Outcome:
     coverage noise over calibration_prompts added), and the log-log slope of the
     quantile of Delta_y / rate must lie in QUANTILE_SLOPE_BAND = [-0.2, 0.1] (bootstrap CI not
     wholly outside). At transformer_n (one of tested_n) the transformer built with
-    M = relu_terms runs the last transformer_iterations of the T_outer iterations on the first
+    M = relu_terms runs transformer_iterations (default all T_outer) of the gradient-EM iterations, ending where gradient EM ends, on the first
     transformer_prompts prompts, from gradient EM's iterate before them: its fraction is tested
     the same way, and its E-step floor (the quantile of |y_hat_tf - y_hat_gem|) must be
     <= 0.25 x gradient EM's quantile of Delta_y.
@@ -148,7 +156,7 @@ def thm31_probability(ctx: CheckContext) -> Outcome:
     shift = ctx.param("rate_exponent_shift", 0.0)
     tf_n = ctx.param("transformer_n", ctx.pick(2000, 4000))
     tf_B = ctx.param("transformer_prompts", ctx.pick(100, 200))
-    tf_k = ctx.param("transformer_iterations", ctx.pick(1, 4))
+    tf_k = ctx.param("transformer_iterations", T_outer)
     M = ctx.param("relu_terms", THM31_RELU_TERMS)
     if cal_n in tested:
         raise ParameterError(f"calibration_n = {cal_n} must not be one of tested_n = {tested}")
@@ -200,7 +208,7 @@ def thm31_probability(ctx: CheckContext) -> Outcome:
     scale = tf_batch.sigma.median() / tf_batch.sigma
     tf = build_gradient_em_transformer(
         d, K, tf_n, float(tf_batch.sigma.median()), tf_k, T_inner, alpha, M,
-        symmetric=False, pi=PI3,
+        symmetric=False, pi=PI3, architecture=THM31_ARCHITECTURE,
     )  # fmt: skip
     _, y_tf = tf(
         tf_batch.X_train, scale[:, None] * tf_batch.y_train, scale[:, None, None] * tf_start,
