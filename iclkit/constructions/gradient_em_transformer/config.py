@@ -8,7 +8,7 @@ all read them from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Literal, get_args
 
 from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.inputs import MAX_ITERATIONS
@@ -16,6 +16,7 @@ from iclkit.theory.validation import check_choice, check_int, check_positive, ch
 
 __all__ = [
     "DEFAULT_CONSTRUCTION",
+    "InitMode",
     "MAX_R_RESIDUAL",
     "MIN_RELU_TERMS_GENERAL",
     "MIN_RELU_TERMS_SYMMETRIC",
@@ -27,6 +28,11 @@ __all__ = [
 MIN_RELU_TERMS_SYMMETRIC = 3
 #: Fewest ReLU terms of the interpolating sums of the general-K E-step (psi, softplus, exp).
 MIN_RELU_TERMS_GENERAL = 4
+
+
+#: Where the initial estimate comes from: the prompt file / caller ("given") or the prompt itself,
+#: by the spectral-initialisation layers in front of the construction ("in-context").
+InitMode = Literal["given", "in-context"]
 
 
 def min_relu_terms(symmetric: bool) -> int:
@@ -61,6 +67,13 @@ class ConstructionConfig:
         share the key or the query (every head of this construction) exactly in O(n D) and the
         others densely; "dense" uses the full n x n scores for every head. Same output to
         round-off (``docs/construction.md``, structured attention).
+    init : "given" or "in-context"
+        "given": the initial estimate is an input (placed in the tokens); "in-context": it is
+        computed from the prompt by spectral-initialisation layers in front of the construction
+        (:mod:`iclkit.constructions.gradient_em_transformer.in_context`). The library's default
+        stays "given"; ``iclkit construct`` picks "in-context" when it has no initial estimate.
+    power_iterations : int
+        ``init="in-context"``: power (subspace) iterations of the spectral initialisation (>= 0).
     """
 
     T_outer: int = 4
@@ -70,6 +83,8 @@ class ConstructionConfig:
     symmetric: bool = False
     R_residual: float = 6.0
     attention: AttentionPath = "auto"
+    init: InitMode = "given"
+    power_iterations: int = 8
 
     def __post_init__(self) -> None:
         checked = {
@@ -86,8 +101,12 @@ class ConstructionConfig:
                 maximum=MAX_R_RESIDUAL,
                 strict_minimum=True,
             ),
+            "power_iterations": check_int(
+                self.power_iterations, "power_iterations", minimum=0, maximum=MAX_ITERATIONS
+            ),
         }
         check_choice(self.attention, "attention", get_args(AttentionPath))
+        check_choice(self.init, "init", get_args(InitMode))
         for name, value in checked.items():  # store the normalised int / float
             object.__setattr__(self, name, value)
 
