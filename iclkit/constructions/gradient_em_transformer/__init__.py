@@ -11,14 +11,24 @@ One module per stage (design in ``docs/construction.md``):
 - :mod:`.build` - :func:`build_gradient_em_transformer`: layout, E-step heads, M-step heads,
   read-out, schedule;
 - :mod:`.model` - :class:`GradientEMTransformer` (callable on prompts) and its report;
-- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM.
+- :mod:`.run` - running it on prompts next to surrogate and exact gradient EM;
+- :mod:`.spectral_init`, :mod:`.in_context` - the construction with its initial estimate
+  computed in context (spectral-initialisation layers in front, ``ConstructionConfig.init``).
 """
 
 from __future__ import annotations
 
 from .build import build_gradient_em_transformer
-from .config import DEFAULT_CONSTRUCTION, ConstructionConfig, min_relu_terms
+from .config import DEFAULT_CONSTRUCTION, ConstructionConfig, InitMode, min_relu_terms
 from .heads import MAX_HEADS, layer_count, layer_formula_text
+from .in_context import (
+    InContextEMTransformer,
+    InContextRun,
+    SampledInContextRun,
+    build_in_context_transformer,
+    run_in_context_on_sampled_prompts,
+    run_in_context_transformer,
+)
 from .model import ConstructionReport, GradientEMTransformer
 from .nonlinearities import estep_functions, general_relu_sums
 from .run import (
@@ -39,8 +49,13 @@ __all__ = [
     "ConstructionReport",
     "ConstructionRun",
     "GradientEMTransformer",
+    "InContextEMTransformer",
+    "InContextRun",
+    "InitMode",
     "SampledConstructionRun",
+    "SampledInContextRun",
     "build_gradient_em_transformer",
+    "build_in_context_transformer",
     "estep_functions",
     "general_relu_sums",
     "layer_count",
@@ -48,6 +63,8 @@ __all__ = [
     "layerwise_relative_error",
     "min_relu_terms",
     "run_gradient_em_transformer",
+    "run_in_context_on_sampled_prompts",
+    "run_in_context_transformer",
     "run_on_sampled_prompts",
     "surrogate_iterates",
 ]

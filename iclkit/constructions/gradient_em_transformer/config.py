@@ -16,11 +16,11 @@ from iclkit.theory.validation import check_choice, check_int, check_positive, ch
 
 __all__ = [
     "DEFAULT_CONSTRUCTION",
-    "InitMode",
     "MAX_R_RESIDUAL",
     "MIN_RELU_TERMS_GENERAL",
     "MIN_RELU_TERMS_SYMMETRIC",
     "ConstructionConfig",
+    "InitMode",
     "min_relu_terms",
 ]
 

@@ -144,14 +144,18 @@ def build_in_context_transformer(
     )  # fmt: skip
     lay = InitLayout(em.layout, em.layout.P)
     if lay.P > d:
-        raise ParameterError(f"K must be <= d for the spectral initialisation, got K = {K}, d = {d}")
+        raise ParameterError(
+            f"K must be <= d for the spectral initialisation, got K = {K}, d = {d}"
+        )
     sums = spectral_relu_sums()
     T_power = check_int(config.power_iterations, "power_iterations", minimum=0)
     phases = spectral_init_phases(lay, em.sigma, sums, T_power, NEWTON_STEPS)
     init_layers, init_ends = pack(phases)
     expected = init_layer_count(lay.P, T_power, sums, NEWTON_STEPS)
     if len(init_layers) != expected:  # internal consistency of the documented formula
-        raise RuntimeError(f"init layer formula gives {expected}, construction has {len(init_layers)}")
+        raise RuntimeError(
+            f"init layer formula gives {expected}, construction has {len(init_layers)}"
+        )
     em_layers = [
         AttentionLayer(tuple(_pad(h, lay.D) for h in layer.heads))
         for layer in em.model.attention_layers
@@ -336,9 +340,7 @@ def run_in_context_on_sampled_prompts(
     if config is None:
         config = ConstructionConfig(init="in-context", symmetric=prompts.mor.symmetric)
     b = sample_prompts(replace(prompts, rho=0.0)).batch
-    res = run_in_context_transformer(
-        b.X_train, b.y_train, b.x_query, b.sigma, b.pi, config, K=b.K
-    )
+    res = run_in_context_transformer(b.X_train, b.y_train, b.x_query, b.sigma, b.pi, config, K=b.K)
     alg = res.run.beta_gradient_em
     y_alg = torch.einsum("bd,bkd,bk->b", b.x_query, alg, b.pi)
     return SampledInContextRun(

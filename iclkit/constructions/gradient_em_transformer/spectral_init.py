@@ -124,7 +124,9 @@ def _start(lay: InitLayout) -> list[Head]:
     """``m2 = (1/n) sum_j y_j^2`` (2 heads) and ``v_k = e_k`` (1 head)."""
     one, y = lay.base.one, lay.base.y
     heads = [
-        _head(lay, [([one], [y], sgn)], [([lay.m2], [y], sgn)], f"m2 += relu({sgn:+g} y) ({sgn:+g} y)")
+        _head(
+            lay, [([one], [y], sgn)], [([lay.m2], [y], sgn)], f"m2 += relu({sgn:+g} y) ({sgn:+g} y)"
+        )
         for sgn in (1.0, -1.0)
     ]
     writes: list[Write] = [([lay.v(k)[k]], [one], 1.0) for k in range(lay.P)]
@@ -195,7 +197,7 @@ def _power_step(lay: InitLayout) -> list[list[Head]]:
     """``w_k = inv v_k`` (2 heads, one layer); ``v_k = (1/n) sum_j <w_k, yx_j> yx_j - m2 w_k``
     (4 heads, one layer, per k)."""
     P, one, yx = lay.P, lay.base.one, coords(lay.base.yx)
-    w_all = [(lay.w(k), lay.v(k), 1.0) for k in range(P)]
+    w_all: list[Write] = [(lay.w(k), lay.v(k), 1.0) for k in range(P)]
     layers = [
         [
             _head(lay, [([lay.inv], [one], 1.0)], w_all, "w_k += inv v_k"),
@@ -230,7 +232,9 @@ def _newton(lay: InitLayout) -> list[list[Head]]:
         r_units.append(
             [
                 _head(lay, _unit(lay), [([r], [r], half)], f"r_{k} += r_{k} / 2"),
-                _head(lay, [([lay.q(k)], [lay.s(k)], 1.0)], [([r], [r], -half)], f"r_{k} -= q s r/2"),
+                _head(
+                    lay, [([lay.q(k)], [lay.s(k)], 1.0)], [([r], [r], -half)], f"r_{k} -= q s r/2"
+                ),
             ]
         )
     return _group(s_units) + _group(r_units)
