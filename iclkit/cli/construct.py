@@ -7,12 +7,16 @@ docs/construction.md) and run it on prompts. With --in: prompts.npz as written b
 options below. Prints layers, max_heads_per_layer, weight_norm, max_abs_diff_vs_surrogate,
 max_abs_diff_vs_gradient_em (and, when sampling, the prediction error vs the oracle and the
 parameter error). --symmetric selects the tied two-component construction (K=2, pi=1/2, init[:, 0]
-used), else the general-K one (pi from the file or --pi, default uniform).
+used), else the general-K one (pi from the file or --pi, default uniform). --init in-context computes
+the initial estimate from the prompt (spectral-initialisation layers in front of the construction;
+then max_abs_diff_vs_gradient_em compares with the algorithm: exact spectral init + exact gradient
+EM); it is the default when sampling and when the input file has no init; --init given needs init.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import get_args
 
 from iclkit.constructions.attention import AttentionPath
@@ -22,8 +26,13 @@ from iclkit.constructions.gradient_em_transformer import (
     Architecture,
     ConstructionConfig,
     ConstructionRun,
+    InContextRun,
+    InitMode,
     Precision,
+    default_init_mode,
     run_gradient_em_transformer,
+    run_in_context_on_sampled_prompts,
+    run_in_context_transformer,
     run_on_sampled_prompts,
 )
 
@@ -58,16 +67,42 @@ def add(sub: options.SubParsers) -> None:
     options.add_field_option(
         g, _D, "dtype", "floating-point type of the forward pass", choices=get_args(Precision)
     )
+    g.add_argument(
+        "--init",
+        choices=get_args(InitMode),
+        default=None,
+        help="initial estimate: given (the file's init; the sampled local init) or in-context "
+        "(computed from the prompt by spectral-initialisation layers; attention-only, float64); "
+        "default in-context when sampling or when the file has no init, given for "
+        "--architecture attention-mlp or --dtype float32",
+    )
+    options.add_field_option(
+        g, _D, "power_iterations", "--init in-context: power iterations of the spectral init"
+    )
     options.add_prompt_options(p, CONSTRUCT_PROMPTS)
     options.add_json_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.inp is not None and args.init != "given":
+        return _run_file_in_context(args)
+    if args.init is None:
+        args.init = default_init_mode(args.inp is not None, args.architecture, args.dtype)
     config = options.config_from_args(ConstructionConfig, args)
+    if args.inp is None and config.init == "in-context":
+        s = run_in_context_on_sampled_prompts(options.prompts_config_from(args), config)
+        ic_errors = {
+            "prediction_error_vs_oracle": s.prediction_error_vs_oracle,
+            "algorithm_prediction_error_vs_oracle": s.algorithm_prediction_error_vs_oracle,
+            "parameter_error": s.parameter_error,
+            "algorithm_parameter_error": s.algorithm_parameter_error,
+            "sqrt_d_over_n": s.sqrt_d_over_n,
+        }
+        return _finish(args, s.result.run, {**_init_summary(s.result), **ic_errors})
     if args.inp is None:
         sampled = run_on_sampled_prompts(options.prompts_config_from(args), config)
         res = sampled.run
-        errors = {
+        errors: Mapping[str, object] = {
             "prediction_error_vs_oracle": sampled.prediction_error_vs_oracle,
             "parameter_error": sampled.parameter_error,
             "sqrt_d_over_n": sampled.sqrt_d_over_n,
@@ -79,6 +114,38 @@ def run(args: argparse.Namespace) -> int:
             data.get("pi"), config,
         )  # fmt: skip
         errors = {}
+    return _finish(args, res, errors)
+
+
+def _run_file_in_context(args: argparse.Namespace) -> int:
+    """--in without init (or --init in-context): the spectral-initialisation construction."""
+    data = options.load_npz(args.inp, ["X", "y", "sigma", "x_query"], ["pi", "init"])
+    if args.init is None and "init" in data:
+        args.init = "given"
+        return run(args)
+    args.init = "in-context"
+    config = options.config_from_args(ConstructionConfig, args)
+    pi, init = data.get("pi"), data.get("init")
+    shaped = pi if pi is not None else init
+    K = int(args.K) if shaped is None else int(shaped.shape[1])
+    res = run_in_context_transformer(
+        data["X"], data["y"], data["x_query"], data["sigma"].reshape(-1), pi, config, K=K
+    )
+    return _finish(args, res.run, _init_summary(res))
+
+
+def _init_summary(res: InContextRun) -> dict[str, object]:
+    return {
+        "init": "in-context",
+        "init_layers": int(res.run.report.block_ends[0][3]),
+        "max_abs_diff_init_vs_surrogate": res.max_abs_diff_init_vs_surrogate,
+        "max_abs_diff_init_vs_algorithm": float((res.init_tf - res.init_algorithm).abs().max()),
+        "normalised_q_range": list(res.q_range),
+    }
+
+
+def _finish(args: argparse.Namespace, res: ConstructionRun, errors: Mapping[str, object]) -> int:
+    """Write --out, print the summary."""
     if args.out is not None:
         options.save_npz(
             args.out,

@@ -16,6 +16,8 @@ One module per stage (design in ``docs/construction.md``):
 - :mod:`.run` - running it on prompts next to surrogate and exact gradient EM;
 - :mod:`.measure` - the depth-vs-M and float32 measurements quoted in the docs, and the
   float32 round-off bound.
+- :mod:`.spectral_init`, :mod:`.in_context` - the construction with its initial estimate
+  computed in context (spectral-initialisation layers in front, ``ConstructionConfig.init``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ from .config import (
     DEFAULT_CONSTRUCTION,
     Architecture,
     ConstructionConfig,
+    InitMode,
     Precision,
+    default_init_mode,
     min_relu_terms,
 )
 from .heads import MAX_HEADS, layer_count, layer_formula_text
+from .in_context import (
+    InContextEMTransformer,
+    InContextRun,
+    SampledInContextRun,
+    build_in_context_transformer,
+    run_in_context_on_sampled_prompts,
+    run_in_context_transformer,
+)
 from .mlp import AttentionMLPTransformer, MLPLayer
 from .model import ConstructionReport, GradientEMTransformer
 from .nonlinearities import estep_functions, general_relu_sums
@@ -52,10 +64,16 @@ __all__ = [
     "ConstructionReport",
     "ConstructionRun",
     "GradientEMTransformer",
+    "InContextEMTransformer",
+    "InContextRun",
+    "InitMode",
     "MLPLayer",
     "Precision",
     "SampledConstructionRun",
+    "SampledInContextRun",
     "build_gradient_em_transformer",
+    "build_in_context_transformer",
+    "default_init_mode",
     "estep_functions",
     "general_relu_sums",
     "layer_count",
@@ -63,6 +81,8 @@ __all__ = [
     "layerwise_relative_error",
     "min_relu_terms",
     "run_gradient_em_transformer",
+    "run_in_context_on_sampled_prompts",
+    "run_in_context_transformer",
     "run_on_sampled_prompts",
     "surrogate_iterates",
 ]

@@ -21,7 +21,9 @@ __all__ = [
     "MIN_RELU_TERMS_SYMMETRIC",
     "Architecture",
     "ConstructionConfig",
+    "InitMode",
     "Precision",
+    "default_init_mode",
     "min_relu_terms",
 ]
 
@@ -36,6 +38,23 @@ Precision = Literal["float64", "float32"]
 MIN_RELU_TERMS_SYMMETRIC = 3
 #: Fewest ReLU terms of the interpolating sums of the general-K E-step (psi, softplus, exp).
 MIN_RELU_TERMS_GENERAL = 4
+
+
+#: Where the initial estimate comes from: the prompt file / caller ("given") or the prompt itself,
+#: by the spectral-initialisation layers in front of the construction ("in-context").
+InitMode = Literal["given", "in-context"]
+
+
+def default_init_mode(
+    has_initial_estimate: bool, architecture: Architecture, dtype: Precision
+) -> InitMode:
+    """The initialisation a caller without an explicit choice gets: "given" when an initial
+    estimate is supplied, or when the requested form has no in-context initialisation layers
+    (they exist for the attention-only float64 construction); else "in-context", which needs no
+    oracle."""
+    if has_initial_estimate or architecture != "attention-only" or dtype != "float64":
+        return "given"
+    return "in-context"
 
 
 def min_relu_terms(symmetric: bool) -> int:
@@ -78,6 +97,13 @@ class ConstructionConfig:
     dtype : "float64" or "float32"
         Floating-point type of the forward pass (the surrogate and exact gradient EM it is
         compared with stay float64; ``docs/construction.md`` reports the float32 error).
+    init : "given" or "in-context"
+        "given": the initial estimate is an input (placed in the tokens); "in-context": it is
+        computed from the prompt by spectral-initialisation layers in front of the construction
+        (:mod:`iclkit.constructions.gradient_em_transformer.in_context`). The library's default
+        stays "given"; ``iclkit construct`` picks "in-context" when it has no initial estimate.
+    power_iterations : int
+        ``init="in-context"``: power (subspace) iterations of the spectral initialisation (>= 0).
     """
 
     T_outer: int = 4
@@ -89,6 +115,8 @@ class ConstructionConfig:
     attention: AttentionPath = "auto"
     architecture: Architecture = "attention-only"
     dtype: Precision = "float64"
+    init: InitMode = "given"
+    power_iterations: int = 8
 
     def __post_init__(self) -> None:
         checked = {
@@ -105,10 +133,14 @@ class ConstructionConfig:
                 maximum=MAX_R_RESIDUAL,
                 strict_minimum=True,
             ),
+            "power_iterations": check_int(
+                self.power_iterations, "power_iterations", minimum=0, maximum=MAX_ITERATIONS
+            ),
         }
         check_choice(self.attention, "attention", get_args(AttentionPath))
         check_choice(self.architecture, "architecture", get_args(Architecture))
         check_choice(self.dtype, "dtype", get_args(Precision))
+        check_choice(self.init, "init", get_args(InitMode))
         for name, value in checked.items():  # store the normalised int / float
             object.__setattr__(self, name, value)
 

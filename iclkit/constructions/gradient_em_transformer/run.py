@@ -126,6 +126,7 @@ def run_gradient_em_transformer(
     """
     if not isinstance(config, ConstructionConfig):
         raise ParameterError(f"config must be a ConstructionConfig, got {type(config).__name__}")
+    _require_given(config)
     t = prepare_tensors({"X": X, "y": y, "init": init, "x_query": x_query, "sigma": sigma})
     pi_in = prepare_tensors({"pi": pi})["pi"]  # its own dtype, for the sum-to-1 tolerance
     f64, cpu = torch.float64, torch.device("cpu")
@@ -190,6 +191,15 @@ def run_gradient_em_transformer(
     )
 
 
+def _require_given(config: ConstructionConfig) -> None:
+    """This runner places the initial estimate in the tokens: ``config.init`` must be "given"."""
+    if config.init != "given":
+        raise ParameterError(
+            f"init: this runner takes the initial estimate as input (init='given'), got "
+            f"{config.init!r}; use run_in_context_transformer / run_in_context_on_sampled_prompts"
+        )
+
+
 def _known_pi(pi: Tensor | None, B: int, K: int) -> Tensor:
     """The mixing weights (B, K) in float64: uniform when None; else finite, >= 0, summing to
     1 within the round-off of their dtype (renormalised when that is float32)."""
@@ -213,7 +223,9 @@ def run_on_sampled_prompts(
     prompts: PromptsConfig = CONSTRUCT_PROMPTS,
     config: ConstructionConfig = DEFAULT_CONSTRUCTION,
 ) -> SampledConstructionRun:
-    """Sample prompts and their local initialisation, and run the construction on them."""
+    """Sample prompts and their local initialisation, and run the construction on them
+    (``config.init`` must be "given")."""
+    _require_given(config)
     sample = sample_prompts(prompts)
     b = sample.batch
     run = run_gradient_em_transformer(

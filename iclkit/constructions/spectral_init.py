@@ -1,0 +1,240 @@
+"""Spectral initialisation of mixed linear regression from the prompt alone, in the exact form
+the in-context-init Theorem 3.1 construction computes (``docs/construction.md``, "Initialising
+in context").
+
+Moment matrix [standard for MoR with isotropic Gaussian x; DERIVED]: with ``y = <x, beta_z> + v``,
+``x ~ N(0, I_d)``, ``E[y^2 x x^T] = sum_k pi_k (||beta_k||^2 + sigma^2) I + 2 sum_k pi_k beta_k
+beta_k^T`` and ``E[y^2] = sum_k pi_k ||beta_k||^2 + sigma^2``, so
+
+    M_hat = (1/n) sum_i y_i^2 (x_i x_i^T - I),     E M_hat = 2 sum_k pi_k beta_k beta_k^T,
+
+whose top-P eigenvectors span the components (P = 1 in the symmetric model, P = K else), and
+``m2 - sigma^2`` with ``m2 = (1/n) sum_i y_i^2`` estimates ``sum_k pi_k ||beta_k||^2``.
+
+The algorithm (this project's design [RECON]; every step is realisable by ReLU attention):
+
+1. ``m2 = (1/n) sum_i y_i^2``; ``inv = f_inv(m2) ~ 1/m2``; ``s = f_scale(m2 - sigma^2) ~
+   sqrt(m2 - sigma^2)``;
+2. ``v_k = e_k`` (k = 1..P, fixed directions), then ``T_power`` times
+   ``w_k = inv v_k``, ``v_k = M_hat w_k = (1/n) sum_i <w_k, y_i x_i> y_i x_i - m2 w_k``
+   (power / subspace iteration without intermediate orthogonalisation; ``inv`` only keeps the
+   numbers in range: any positive factor leaves the span unchanged);
+3. classical Gram-Schmidt, k = 1..P: ``v_k <- v_k - sum_{j<k} <v_k, u_j> u_j``, ``q = ||v_k||^2``,
+   ``r = f_rsqrt(q)`` refined by ``NEWTON_STEPS`` Newton steps ``r <- r + r/2 - (q r^2) r / 2``
+   for ``q^{-1/2}``, ``u_k = r v_k``;
+4. the initial estimates by the fixed rule ``beta_k^(0) = s u_k``.
+
+With the exact functions (:meth:`SpectralFunctions.exact`) this is the spectral initialisation
+computed exactly (the Newton steps are then the identity up to round-off); with the ReLU sums of
+:func:`spectral_relu_sums` it is the **surrogate** the transformer equals to round-off. The sums
+only set scales: steps 2-3 produce the same span and, after the Newton refinement, the same unit
+vectors as the exact computation; the init differs from the exact one by the scale ``s`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from iclkit.constructions.relu_approx import Certificate, ReluSum
+from iclkit.theory.validation import ParameterError, check_int, check_positive
+
+__all__ = [
+    "INV_DOMAIN",
+    "NEWTON_STEPS",
+    "RSQRT_DOMAIN",
+    "SCALE_DOMAIN",
+    "SpectralFunctions",
+    "SpectralInit",
+    "geometric_relu_sum",
+    "spectral_init",
+    "spectral_relu_sums",
+]
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+#: (lo, knot ratio, terms) of the ReLU sum of ``1/z`` for ``z = m2``: knots ``lo 2^i`` up to
+#: ``2^16``, relative error <= 12 % inside, flat (still > 0) outside.
+INV_DOMAIN = (2.0**-16, 2.0, 34)
+#: (lo, ratio, terms) of ``sqrt(z)`` for ``z = m2 - sigma^2``: ``4^-8 .. 4^8``, <= 6 % inside
+#: (an increasing sum: terms cancel up to a factor ``sqrt(hi/lo)/2 = 2^15``, ~1e-12 relative).
+SCALE_DOMAIN = (4.0**-8, 4.0, 18)
+#: (lo, ratio, terms) of ``z^(-1/2)`` for ``z = ||v||^2``: ``4^-10 .. 4^6``; relative error
+#: <= 19 % inside, well within the basin of the Newton steps (``|r sqrt(q) - 1| < 0.73``).
+RSQRT_DOMAIN = (4.0**-10, 4.0, 18)
+#: Newton steps for ``q^{-1/2}`` after the ReLU sum: relative error 0.19 -> 5e-2 -> 4e-3 -> 3e-5
+#: -> 1e-9 -> round-off (``e <- 1.5 e^2`` to leading order).
+NEWTON_STEPS = 5
+#: Points per factor 2 of the log grid on which a geometric sum's relative error is measured.
+_GRID_PER_OCTAVE = 64
+
+
+@dataclass(frozen=True)
+class SpectralFunctions:
+    """The three scalar functions of the spectral initialisation (exact or ReLU sums)."""
+
+    inv: Fn
+    scale: Fn
+    rsqrt: Fn
+
+    @staticmethod
+    def exact() -> SpectralFunctions:
+        """``1/z``, ``sqrt(max(z, lo))`` (``lo`` the scale sum's floor), ``z^(-1/2)``."""
+        lo = SCALE_DOMAIN[0]
+        return SpectralFunctions(
+            lambda z: 1.0 / z, lambda z: z.clamp_min(lo).sqrt(), lambda z: z.rsqrt()
+        )
+
+
+@dataclass(frozen=True)
+class SpectralInit:
+    """Output of :func:`spectral_init` (B prompts, P vectors).
+
+    Attributes
+    ----------
+    init : (B, P, d) initial estimates ``s u_k``.
+    basis : (B, P, d) the orthonormal vectors ``u_k`` (to the Newton residual).
+    m2 : (B,) ``(1/n) sum_i y_i^2``.
+    scale : (B,) ``s``.
+    q_min, q_max : (B,) smallest / largest ``||v_k||^2`` normalised (the RSQRT domain's test).
+    """
+
+    init: torch.Tensor
+    basis: torch.Tensor
+    m2: torch.Tensor
+    scale: torch.Tensor
+    q_min: torch.Tensor
+    q_max: torch.Tensor
+
+
+def geometric_relu_sum(g: Fn, lo: float, ratio: float, M: int) -> ReluSum:
+    """Piecewise-linear interpolation of a positive scalar ``g`` on the geometric knots
+    ``lo ratio^i`` (i = 0..M-2), flat (``g(lo)``, ``g(hi)``) outside, as ``M`` ReLU terms.
+
+    A decreasing ``g`` is written with terms ``relu(z_i - z)`` (one constant term ``g(hi)
+    relu(1)``, one slope change per knot, the last making ``f`` flat below ``lo``), an
+    increasing one with ``relu(z - z_i)`` (constant ``g(lo)``, flat above ``hi``): inside the
+    domain the active terms of a convex decreasing ``g`` (1/z, z^-1/2) all have one sign, so the
+    sum loses no precision to cancellation over many decades. The certificate's ``eps`` is the
+    measured **relative** error on a log grid of ``[lo, hi]`` (no proof).
+    """
+    lo = check_positive(lo, "lo")
+    ratio = check_positive(ratio, "ratio")
+    if ratio <= 1.0:
+        raise ParameterError(f"ratio must be > 1, got {ratio}")
+    M = check_int(M, "M", minimum=3)
+    f64 = torch.float64
+    knots = lo * ratio ** torch.arange(M - 1, dtype=f64)
+    vals = g(knots)
+    slopes = (vals[1:] - vals[:-1]) / (knots[1:] - knots[:-1])
+    one = torch.ones((), dtype=f64)
+    if bool(vals[0] > vals[-1]):  # decreasing: terms relu(z_i - z), active below each knot
+        rows = [torch.tensor([0.0, 1.0], dtype=f64), torch.stack([-one, knots[-1]])]
+        cs = [vals[-1], -slopes[-1]]
+        for i in range(M - 3, 0, -1):
+            rows.append(torch.stack([-one, knots[i]]))
+            cs.append(slopes[i] - slopes[i - 1])
+        rows.append(torch.stack([-one, knots[0]]))
+        cs.append(slopes[0])
+    else:  # increasing: terms relu(z - z_i), active above each knot
+        rows = [torch.tensor([0.0, 1.0], dtype=f64), torch.stack([one, -knots[0]])]
+        cs = [vals[0], slopes[0]]
+        for i in range(1, M - 2):
+            rows.append(torch.stack([one, -knots[i]]))
+            cs.append(slopes[i] - slopes[i - 1])
+        rows.append(torch.stack([one, -knots[-1]]))
+        cs.append(-slopes[-1])
+    a, c = torch.stack(rows), torch.stack(cs)
+    s = a.abs().sum(-1)
+    a, c = a / s[:, None], c * s
+    hi = float(knots[-1])
+    octaves = max(2, int(math.log2(hi / lo) * _GRID_PER_OCTAVE))
+    z = torch.logspace(math.log10(lo), math.log10(hi), octaves, dtype=f64)
+    f = ReluSum(a, c, Certificate(0.0, 0.0, None, hi, M, float(c.abs().sum())))
+    rel = float(((f(z) - g(z)) / g(z)).abs().max())
+    return ReluSum(a, c, Certificate(rel, rel, None, hi, M, float(c.abs().sum())))
+
+
+def spectral_relu_sums() -> dict[str, ReluSum]:
+    """The ReLU sums ``inv ~ 1/z``, ``scale ~ sqrt(z)``, ``rsqrt ~ z^(-1/2)`` (domains above)."""
+    return {
+        "inv": geometric_relu_sum(lambda z: 1.0 / z, *INV_DOMAIN),
+        "scale": geometric_relu_sum(torch.sqrt, *SCALE_DOMAIN),
+        "rsqrt": geometric_relu_sum(torch.rsqrt, *RSQRT_DOMAIN),
+    }
+
+
+def spectral_functions(sums: dict[str, ReluSum]) -> SpectralFunctions:
+    """:class:`SpectralFunctions` of the sums of :func:`spectral_relu_sums`."""
+    return SpectralFunctions(sums["inv"], sums["scale"], sums["rsqrt"])
+
+
+def spectral_init(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float | torch.Tensor,
+    P: int,
+    fns: SpectralFunctions,
+    *,
+    T_power: int,
+    newton_steps: int = NEWTON_STEPS,
+) -> SpectralInit:
+    """The spectral initialisation of the module docstring (steps 1-4), batched.
+
+    Parameters
+    ----------
+    X : (B, n, d), y : (B, n), sigma : float or (B,), P : number of vectors (1 <= P <= d).
+    fns : exact functions or the construction's ReLU sums.
+    T_power : power iterations (>= 0); newton_steps : Newton steps for ``q^{-1/2}``.
+    """
+    B, n, d = X.shape
+    P = check_int(P, "P", minimum=1, maximum=d)
+    dt = X.dtype
+    sig = torch.as_tensor(sigma, dtype=dt).reshape(-1).expand(B)
+    yx = y[:, :, None] * X  # (B, n, d)
+    m2 = (y * y).mean(1)
+    inv, scale = fns.inv(m2), fns.scale(m2 - sig * sig)
+    V = torch.eye(d, dtype=dt)[:P].expand(B, P, d).clone()
+    q_lo = torch.full((B,), math.inf, dtype=dt)
+    q_hi = torch.zeros(B, dtype=dt)
+
+    def seen(q: torch.Tensor) -> torch.Tensor:
+        nonlocal q_lo, q_hi
+        q_lo, q_hi = torch.minimum(q_lo, q.amin(-1)), torch.maximum(q_hi, q.amax(-1))
+        return q
+
+    for _ in range(T_power):
+        q = seen((V * V).sum(-1))  # (B, P)
+        V = fraction_free_gram_schmidt(fns.rsqrt(q)[..., None] * V)
+        W = inv[:, None, None] * V
+        proj = torch.einsum("bnd,bpd->bnp", yx, W)
+        V = torch.einsum("bnp,bnd->bpd", proj, yx) / n - m2[:, None, None] * W
+    q = seen((V * V).sum(-1))
+    V = fraction_free_gram_schmidt(fns.rsqrt(q)[..., None] * V)
+    q = seen((V * V).sum(-1))
+    r = fns.rsqrt(q)
+    for _ in range(newton_steps):
+        s = r * r
+        r = r + 0.5 * r - 0.5 * (q * s) * r
+    U = r[..., None] * V
+    return SpectralInit((r * scale[:, None])[..., None] * V, U, m2, scale, q_lo, q_hi)
+
+
+def fraction_free_gram_schmidt(V: torch.Tensor) -> torch.Tensor:
+    """``v_k <- ||v_j||^2 v_k - <v_k, v_j> v_j`` for j = 1..P-1 and every k > j (in order of j):
+    exactly orthogonal columns with no division (each ``v_k`` is scaled by a positive number).
+
+    V : (B, P, d) -> (B, P, d).
+    """
+    P = V.shape[1]
+    for j in range(P - 1):
+        vj = V[:, j]
+        nj = (vj * vj).sum(-1)  # (B,)
+        rest = V[:, j + 1 :]
+        c = torch.einsum("bkd,bd->bk", rest, vj)
+        rest = nj[:, None, None] * rest - c[..., None] * vj[:, None]
+        V = torch.cat([V[:, : j + 1], rest], 1)
+    return V
