@@ -48,6 +48,7 @@ __all__ = [
     "K3_ALPHA",
     "K3_FLOOR_RATIO_MAX",
     "K3_PI",
+    "LOW_SNR_FLOOR_RATIO_MAX",
     "LOW_SNR_RELU_TERMS",
     "RATE_BAND",
     "RATE_ITERATIONS",
@@ -77,11 +78,15 @@ K3_ALPHA = 2.5
 #: sums are truncated on a fixed logit domain) nor with sigma, so at n = 10^5 (full grid) it is
 #: ~0.6 of the statistical error; the check asserts it stays below the statistical error.
 K3_FLOOR_RATIO_MAX = 1.0
-#: ReLU terms M of the low-SNR check: the tanh sum's slope at 0 is tanh(h)/h < 1 (h = node
-#: spacing), a contraction of ~h^2/3 per iteration that pulls the low-SNR fixed point (set by a
-#: sqrt(d/n) balance) toward 0; at M = 32 the floor stays <= 0.2 of the statistical error for
-#: n <= 4000, d = 2 (measured), at M = 64 for n <= 16000.
+#: ReLU terms M of the low-SNR check (quick, full): the tanh sum's slope at 0 is tanh(h)/h < 1
+#: (h = node spacing), a contraction of ~h^2/3 per iteration that pulls the low-SNR fixed point
+#: (set by a sqrt(d/n) balance) toward 0, and more so as n grows; at M = 32 the floor is 0.16 of
+#: the statistical error at n = 4000, d = 2 (measured), M = 64 for the full grid to n = 16000.
 LOW_SNR_RELU_TERMS = (32, 64)
+#: Largest allowed floor / statistical error at low SNR: there the floor is a shrinkage toward 0
+#: (not a bias added in quadrature), which lowers the error by up to the ratio r and moves the
+#: slope over the quick grid (1.2 decades) by up to log(1 - r) / log(16) = -0.10 at r = 0.25.
+LOW_SNR_FLOOR_RATIO_MAX = 0.25
 
 
 def _floor_ratios(floor: Sequence[float], stat: Sequence[float]) -> list[float]:
@@ -184,7 +189,7 @@ def rate_n_K3(ctx: CheckContext) -> Outcome:
     them at every n.
     params: ns, seed_groups, construction_alpha, relu_terms, T_outer."""
     d, K, pi = 8, 3, K3_PI
-    ns = ctx.param("ns", ctx.pick([800, 3200, 12800], [800, 3200, 12800, 51200, 102400]))
+    ns = ctx.param("ns", ctx.pick([640, 2560, 10240], [640, 2560, 10240, 40960, 102400]))
     groups, per = ctx.param("seed_groups", ctx.pick((4, 3), (4, 4)))
     alpha_ref = K3_ALPHA
     alpha = ctx.param("construction_alpha", alpha_ref)
@@ -292,7 +297,7 @@ def rate_n_low_snr(ctx: CheckContext) -> Outcome:
     T(n) x layers_per_iteration(M) + 1 grows with n); RMS error up to sign vs n, slope vs
     two_mixture_rates' low-SNR exponent -1/4. Exact gradient EM (tanh E-step) from the same
     start for as many iterations gives the statistical error; the transformer's distance from
-    it (the floor) must stay <= FLOOR_RATIO_MAX of it at every n.
+    it (the floor) must stay <= LOW_SNR_FLOOR_RATIO_MAX of it at every n.
     params: ns, seed_groups, relu_terms, T_outer (iterations at every n), construction_alpha."""
     d, scale = 2, 1e-3
     ns = ctx.param("ns", ctx.pick([250, 1000, 4000], [250, 1000, 4000, 16000]))
@@ -350,7 +355,8 @@ def rate_n_low_snr(ctx: CheckContext) -> Outcome:
         },
         xs_key="ns",
         also=(
-            max(ratios) <= FLOOR_RATIO_MAX,
-            f" and approximation floor / statistical error <= {FLOOR_RATIO_MAX:g} at every n",
+            max(ratios) <= LOW_SNR_FLOOR_RATIO_MAX,
+            f" and approximation floor / statistical error <= {LOW_SNR_FLOOR_RATIO_MAX:g} at "
+            "every n",
         ),
     )
