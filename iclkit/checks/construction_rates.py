@@ -46,6 +46,7 @@ from .registry import CheckContext, Outcome, register
 __all__ = [
     "FLOOR_RATIO_MAX",
     "K3_ALPHA",
+    "K3_BAND",
     "K3_FLOOR_RATIO_MAX",
     "K3_PI",
     "LOW_SNR_FLOOR_RATIO_MAX",
@@ -73,6 +74,10 @@ K3_PI = (0.4, 0.35, 0.25)
 #: step 1 contracts only by 1 - pi_min = 0.75 per iteration; 2.5 contracts by
 #: max_k |1 - 2.5 pi_k| = 0.375 and stays stable (2.5 lambda_max(S_k) <= 1.4 < 2 on the grid).
 K3_ALPHA = 2.5
+#: Half-width of the K = 3 slope bands: 12 prompts per n over 1.2 decades (quick) give a CI
+#: half-width ~ 0.08, and at n / d = 80 with pi_min = 0.25 the statistical error itself falls
+#: faster than n^-1/2 (exact gradient EM's prediction error: slope -0.58 on the quick grid).
+K3_BAND = 0.15
 #: Largest allowed floor / statistical error for K = 3: the general-K E-step's floor (~2e-3 in
 #: the parameters at M >= 32, measured) does not shrink further with M (the exp and softplus
 #: sums are truncated on a fixed logit domain) nor with sigma, so at n = 10^5 (full grid) it is
@@ -222,7 +227,7 @@ def rate_n_K3(ctx: CheckContext) -> Outcome:
         st_w.append(_rms(torch.linalg.vector_norm(w_ex - w_or, dim=-1)))
         st_b.append(_rms(parameter_error(exact, batch.betas)))
     expected = theorem_3_1_error_bound(ns[-1], d, K, 0.01, pi).exponent["n"]
-    band = SlopeBand.around(expected, RATE_BAND)
+    band = SlopeBand.around(expected, K3_BAND)
     par_fit, par_plots = fit_and_plot(
         ctx,
         "construction_rate_n_K3_parameters",
@@ -270,8 +275,9 @@ def rate_n_K3(ctx: CheckContext) -> Outcome:
             "RMS ||w_hat - w_orc|| (prediction error vs the oracle)",
             f"Thm 3.1 transformer, K={K}, pi={pi}, step {alpha:g}, M={M}, L={L}, d={d}",
         ),
-        reason="the reference algorithm's band (log factors, finite-n bias < 0.1); the "
-        "prediction slope is fitted, the parameter slope must lie in the same band",
+        reason="12 prompts per n over 1.2 decades (CI half-width ~ 0.08) and a finite-n "
+        "steepening of the statistical error at n / d = 80, pi_min = 0.25; the prediction "
+        "slope is fitted, the parameter slope must lie in the same band",
         details=details,
         xs_key="ns",
         also=(
