@@ -76,7 +76,7 @@ K3_PI = (0.4, 0.35, 0.25)
 K3_ALPHA = 2.5
 #: Half-width of the K = 3 slope bands: 12 prompts per n over 1.2 decades (quick) give a CI
 #: half-width ~ 0.08, and at n / d = 80 with pi_min = 0.25 the statistical error itself falls
-#: faster than n^-1/2 (exact gradient EM's prediction error: slope -0.58 on the quick grid).
+#: faster than n^-1/2 (exact gradient EM's prediction error: slope -0.56 on the quick grid).
 K3_BAND = 0.15
 #: Largest allowed floor / statistical error for K = 3: the general-K E-step's floor (~2e-3 in
 #: the parameters at M >= 32, measured) does not shrink further with M (the exp and softplus
