@@ -33,3 +33,23 @@ def test_rate_check_fails_with_wrong_step() -> None:
     small = {"ns": [25, 50, 100], "seed_groups": (2, 4)}
     bad = run_check("construction.rate_n", params={**small, "construction_alpha": 0.3})
     assert bad.status == "FAIL" and float(bad.measured) > -0.3  # type: ignore[arg-type]
+
+
+def test_rate_n_runs_the_transformer_with_its_floor_below_the_statistical_error() -> None:
+    r = run_check("construction.rate_n", params={"ns": [200, 800, 3200], "seed_groups": (2, 4)})
+    assert r.status == "PASS", r.details
+    floor, stat = r.details["approximation_floor"], r.details["statistical_error"]
+    assert len(floor) == len(stat) == 3
+    assert all(f < 0.5 * s for f, s in zip(floor, stat, strict=True))
+    assert r.details["layers"] > 100  # the transformer itself (M = 128, 4 iterations)
+
+
+def test_rate_n_K3_reads_out_exactly_and_reports_both_floors() -> None:
+    r = run_check(
+        "construction.rate_n_K3", params={"ns": [640, 2560], "seed_groups": (2, 2), "T_outer": 4}
+    )
+    assert "error" not in r.details, r.details
+    assert r.details["readout_relative_difference"] <= 1e-9
+    for kind in ("prediction", "parameters"):
+        assert max(r.details[f"floor_over_statistical_{kind}"]) < 1.0, r.details
+    assert r.details["parameter_fit"]["slope"] < 0  # the parameter error falls with n

@@ -257,3 +257,46 @@ def test_faults_cover_every_listed_check(capsys: pytest.CaptureFixture[str]) -> 
     plain = {ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln[:1].strip()}
     ids = [f.check for f in FAULTS]  # the ids of test_check_fails_under_fault
     assert plain == listed and all(any(name in i for i in ids) for name in plain)
+
+
+# --------------------------------------------------------------------------- construction rates
+#: Faults of the rate checks that run the transformer at large n (appended here; the coverage
+#: test above reads ``FAULTS`` at run time, so it sees them).
+RATE_FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "construction.rate_n",
+        {"ns": [200, 800, 3200], "seed_groups": (2, 4), "relu_terms": 8},
+        "an E-step of 8 ReLU terms: its approximation floor, not the sample size, sets the "
+        "error at large n",
+        lambda r: max(r.details["floor_over_statistical"]) > 0.5,
+    ),
+    Fault(
+        "construction.rate_n_K3",
+        {"ns": [640, 2560], "seed_groups": (2, 2), "T_outer": 1},
+        "one gradient-EM iteration instead of 6: the error stays near the local start",
+        lambda r: _measured(r) > _band(r)[1],
+    ),
+    Fault(
+        "construction.rate_n_K3",
+        {"ns": [640, 2560], "seed_groups": (2, 2), "construction_alpha": 0.5},
+        "the transformer built with step 0.5, the exact gradient EM with 2.5: after 6 "
+        "iterations the transformer is far from the reference iterate",
+        lambda r: max(r.details["floor_over_statistical_parameters"]) > 1.0,
+    ),
+    Fault(
+        "construction.rate_n_low_snr",
+        {"ns": [250, 1000, 4000], "seed_groups": (4, 4), "T_outer": 2},
+        "too few iterations (2 instead of 2 sqrt(n/d) + 20): the random start is kept",
+        lambda r: _measured(r) > _band(r)[1] and r.details["ci_outside_band"],
+    ),
+)
+FAULTS = FAULTS + RATE_FAULTS
+
+
+@pytest.mark.parametrize("fault", RATE_FAULTS, ids=[f.check for f in RATE_FAULTS])
+def test_construction_rate_check_fails_under_fault(fault: Fault) -> None:
+    r = run_check(fault.check, params=fault.params)
+    assert r.status == "FAIL", (fault.what, r.measured, r.details)
+    assert "error" not in r.details, r.details  # failed through its criterion, not a crash
+    assert fault.crossed(r), (fault.what, r.measured, r.details)
+    assert r.details["resolution"]["note"] != NO_RESOLUTION, r.details["resolution"]
