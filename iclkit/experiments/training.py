@@ -149,13 +149,17 @@ class TrainConfig:
         if self.mode == "fixed":
             if self.pool_size is None:
                 raise ParameterError("pool_size must be given (B >= 1) when mode='fixed'")
-            check_int(self.pool_size, "pool_size", minimum=1)
+            object.__setattr__(self, "pool_size", check_int(self.pool_size, "pool_size", minimum=1))
             if self.curriculum is not None:
                 raise ParameterError(
                     "curriculum must be None when mode='fixed' (the pool of B prompts is fixed)"
                 )
         elif self.pool_size is not None:
             raise ParameterError("pool_size must be None when mode='fresh'")
+        if self.curriculum is not None and not isinstance(self.curriculum, Curriculum):
+            raise ParameterError(
+                f"curriculum must be a Curriculum or None, got {self.curriculum!r}"
+            )
         check_choice(self.device, "device", get_args(Device))
 
 
@@ -289,6 +293,13 @@ def train(
     progress : bool
         Show a tqdm bar with the loss and ETA (only when stderr is a terminal).
     """
+    for name, value, kind in (
+        ("model_config", model_config, ModelConfig),
+        ("data", data, MoRConfig),
+        ("config", config, TrainConfig),
+    ):
+        if not isinstance(value, kind):
+            raise ParameterError(f"{name} must be a {kind.__name__}, got {value!r}")
     if model_config.d != data.d:
         raise ParameterError(f"d: the model has d={model_config.d} but the data has d={data.d}")
     if model_config.max_n < data.n:

@@ -15,6 +15,7 @@ from typing import Literal
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import (
     ParameterError,
+    check_bool,
     check_choice,
     check_int,
     check_positive,
@@ -145,6 +146,8 @@ class SoftmaxConfig:
         eta = check_positive(self.eta, "eta")
         check_choice(self.method, "method", METHODS)
         check_choice(self.init, "init", ("zero", "random"))
+        for flag in ("include_query_in_softmax", "resample", "store_Z"):
+            check_bool(getattr(self, flag), flag)
         if self.steps is not None and self.max_time is not None:
             raise ParameterError("steps and max_time: give at most one of them")
         if self.stop_loss is not None:
@@ -157,15 +160,19 @@ class SoftmaxConfig:
             object.__setattr__(self, "steps", max(1, math.ceil(mt / eta - _CEIL_SLACK)))
         elif self.steps is None:
             object.__setattr__(self, "steps", DEFAULT_STEPS)
-        check_int(self.steps, "steps", minimum=1, maximum=MAX_STEPS)
+        # counts are stored as Python ints (3.0 and np.int64(3) become 3)
+        object.__setattr__(
+            self, "steps", check_int(self.steps, "steps", minimum=1, maximum=MAX_STEPS)
+        )
         check_real(self.init_scale, "init_scale", minimum=0.0)
-        check_int(self.batch_size, "batch_size", minimum=2)
         check_seed(self.seed, "seed")
-        check_int(self.record_resolution, "record_resolution", minimum=1)
+        for name, minimum in (("batch_size", 2), ("record_resolution", 1), ("max_terms", 1)):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=minimum))
         check_real(self.tail_mass, "tail_mass", minimum=0.0, maximum=1e-6)
-        check_int(self.max_terms, "max_terms", minimum=1)
         if self.torch_threads is not None:
-            check_int(self.torch_threads, "torch_threads", minimum=1)
+            object.__setattr__(
+                self, "torch_threads", check_int(self.torch_threads, "torch_threads", minimum=1)
+            )
 
     @property
     def horizon(self) -> float:
