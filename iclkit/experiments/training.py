@@ -39,7 +39,6 @@ from iclkit.theory.validation import (
     check_choice,
     check_int,
     check_int_fields,
-    check_positive,
     check_real,
     check_seed,
 )
@@ -62,6 +61,10 @@ Device = Literal["cpu", "cuda", "auto"]
 #: AdamW's betas must stay below 1 (a moment average that never forgets); this is the largest
 #: value accepted.
 _MAX_ADAM_BETA = 0.999999
+
+#: Largest learning rate accepted: a typo guard far above any AdamW rate that trains (~1e-2)
+#: and far inside float32, the dtype the optimiser scales the float32 parameters' updates in.
+MAX_LR = 1e3
 
 #: :attr:`TrainResult.final_loss` averages the last 1/20 (5%) of the steps.
 _FINAL_LOSS_FRACTION = 20
@@ -139,7 +142,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_int_fields(self, {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1})
         check_seed(self.seed, "seed")
-        check_positive(self.lr, "lr")
+        check_real(self.lr, "lr", minimum=0.0, maximum=MAX_LR, strict_minimum=True)
         check_real(self.weight_decay, "weight_decay", minimum=0.0)
         check_real(self.adam_beta1, "adam_beta1", minimum=0.0, maximum=_MAX_ADAM_BETA)
         check_real(self.adam_beta2, "adam_beta2", minimum=0.0, maximum=_MAX_ADAM_BETA)
@@ -383,6 +386,11 @@ def train(
                 raise ParameterError(
                     f"lr: the training loss became {float(loss)} at step {step}; "
                     f"lower lr (now {config.lr:g}) or raise warmup"
+                    + (
+                        f", or lower weight_decay (now {config.weight_decay:g})"
+                        if config.weight_decay > 0
+                        else ""
+                    )
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

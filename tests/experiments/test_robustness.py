@@ -197,7 +197,8 @@ def test_cell_configs_and_prompt_pool(
     D=st.sampled_from([4, 8, 6]), heads=st.sampled_from([1, 2, 4]),
     arch=st.sampled_from(["gpt2", "relu_encoder"]), max_n=ints(4, 8),
     steps=st.one_of(st.integers(1, 3), JUNK), lr=st.one_of(st.floats(1e-4, 0.1),
-    st.sampled_from([1e6, 1e300]), JUNK), mode=st.sampled_from(["fresh", "fixed"]),
+    st.sampled_from([1e3, 1e6, 1e300]), JUNK), mode=st.sampled_from(["fresh", "fixed"]),
+    wd=st.sampled_from([0.0, 0.1, 1e300]), clip=st.sampled_from([0.0, 1.0, 1e-300, 1e300]),
     stop_at=st.one_of(st.none(), st.integers(-1, 3), JUNK),
     eval_f=st.fixed_dictionaries({
         "prompts": st.one_of(st.integers(2, 8), JUNK),
@@ -210,7 +211,8 @@ def test_cell_configs_and_prompt_pool(
     junk_arg=st.sampled_from([None, "model_config", "data", "config", "eval"]),
 )  # fmt: skip
 def test_train_and_evaluate(
-    D: int, heads: int, arch: str, max_n: Any, steps: Any, lr: Any, mode: str, stop_at: Any,
+    D: int, heads: int, arch: str, max_n: Any, steps: Any, lr: Any, mode: str, wd: float,
+    clip: float, stop_at: Any,
     eval_f: dict[str, Any], with_model: bool, seed: Any, junk_arg: str | None, robustness: Record,
 ) -> None:  # fmt: skip
     data = MoRConfig(d=2, n=4)
@@ -219,7 +221,7 @@ def test_train_and_evaluate(
     def call_train() -> Any:
         args["model_config"] = ModelConfig(d=2, max_n=max_n, D=D, layers=1, heads=heads, arch=arch)
         args["config"] = TrainConfig(
-            steps=steps, batch_size=4, lr=lr, warmup=0, mode=mode,
+            steps=steps, batch_size=4, lr=lr, warmup=0, mode=mode, weight_decay=wd, grad_clip=clip,
             pool_size=8 if mode == "fixed" else None, seed=seed,
         )  # fmt: skip
         args["data"] = data

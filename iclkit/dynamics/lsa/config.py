@@ -195,7 +195,8 @@ class LSAConfig:
                 )
         if self.lambda_rotation_seed is not None:
             check_seed(self.lambda_rotation_seed, "lambda_rotation_seed")
-        check_real(self.noise_sd, "sigma", minimum=0.0)
+        if self.sigma is not None:
+            object.__setattr__(self, "sigma", check_real(self.sigma, "sigma", minimum=0.0))
         if self.init_scale is not None:
             check_positive(self.init_scale, "init_scale")
         check_seed(self.seed, "seed")

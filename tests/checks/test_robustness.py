@@ -1,0 +1,138 @@
+"""Robustness of :class:`CheckConfig` + :func:`run_checks` under generated, mixed valid and
+invalid input.
+
+The checks run are two throw-away ones registered for the test (a pass and a failure, each
+instant): what is exercised is the config and the runner, not the theorems. Every call either
+returns a :class:`CheckRun` with one row per selected check and the report files written, or
+raises ParameterError (a bad folder before any check ran); any other exception fails.
+``HYPOTHESIS_PROFILE=dev`` runs 400 examples; outcome counts go where ``ROBUSTNESS_REPORT``
+says (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iclkit.checks import CheckConfig, run_checks
+from iclkit.checks import registry as R
+from iclkit.theory.validation import ParameterError
+
+_BASE = settings.default.max_examples
+EXAMPLES = settings(max_examples=_BASE if _BASE < 100 else 2 * _BASE)
+Record = Callable[[str], None]
+
+JUNK = st.sampled_from([None, "abc", True, 1.5, math.nan, -1, 2**70, object(), b"x"])
+
+
+@pytest.fixture(scope="module")
+def probe_checks() -> Iterator[None]:
+    """Register two instant checks in a 'probe' group; remove them afterwards."""
+    before = dict(R._REGISTRY)
+
+    @R.register("probe.pass", theorem="T1", mark="[RECON]")
+    def _p(ctx: R.CheckContext) -> R.Outcome:
+        return R.Outcome(True, 1.0, 1.0, "exact", {"seed": ctx.seed})
+
+    @R.register("probe.fail", theorem="T2", mark="[RECON]")
+    def _f(ctx: R.CheckContext) -> R.Outcome:
+        return R.Outcome(bool(ctx.param("ok", False)), 2.0, 1.0, "== 1")
+
+    yield
+    R._REGISTRY.clear()
+    R._REGISTRY.update(before)
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "a_file").write_text("not a folder")
+        yield root
+
+
+#: Output folders by kind: fresh, existing, a file, under a file, empty, not a path, too long.
+OUT_DIRS = st.sampled_from(["new", "existing", "a_file", "a_file/sub", "", None, 3, "x" * 300])
+
+CHECK_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "mode": st.sampled_from(["quick", "quick", "full", "medium", None]),
+        "seed": st.one_of(st.integers(0, 2**63 - 1), JUNK),
+        "only": st.one_of(
+            st.just(("probe",)), st.just(("probe.pass",)), st.just("probe.fail,probe.pass"),
+            st.just(("nope",)), st.just((3,)), JUNK,
+        ),
+        "threads": st.one_of(st.integers(1, 2), st.sampled_from([0, -1, 1.0, 2.5]), JUNK),
+        "progress": st.one_of(st.booleans(), JUNK),
+        "params": st.one_of(
+            st.just({}), st.just({"probe.fail": {"ok": True}}), st.just({"probe.fail": 1}), JUNK
+        ),
+    },
+)  # fmt: skip
+
+
+@EXAMPLES
+@given(fields=CHECK_FIELDS, out=OUT_DIRS)
+def test_check_config_and_run(
+    fields: dict[str, Any], out: Any, probe_checks: None, scratch: Path, robustness: Record
+) -> None:
+    fields = {"mode": "quick", "only": ("probe",), **fields}
+    if fields["mode"] == "full":
+        fields["mode"] = "quick"  # the probes ignore the mode; keep the name valid and fast
+    out_dir: Any = out if not isinstance(out, str) or not out else str(scratch / out)
+    if out == "existing":
+        Path(out_dir).mkdir(exist_ok=True)
+
+    def call() -> Any:
+        return run_checks(CheckConfig(out_dir=out_dir, **fields))
+
+    try:
+        run = call()
+    except ParameterError as exc:
+        assert str(exc)
+        robustness("ParameterError")
+        return
+    assert len(run.results) == sum(run.counts.values()) >= 1
+    assert run.json_path.is_file() and run.md_path.is_file()
+    robustness("finite" if not run.failed else "status:FAIL")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("progress", "no"), ("only", 3), ("out_dir", ""), ("params", {"em": 1}), ("seed", 1.0)],
+)
+def test_bad_field_is_named(field: str, value: object) -> None:
+    with pytest.raises(ParameterError, match=f"^{field}"):
+        CheckConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_file_as_out_dir_fails_before_any_check(tmp_path: Path) -> None:
+    """``out_dir`` naming a file is refused when the config is made, in well under a second
+    (the CLI checks the folder up front too): never after the checks have run."""
+    target = tmp_path / "README.md"
+    target.write_text("x")
+    t0 = time.perf_counter()
+    with pytest.raises(ParameterError, match="^out_dir: .* is a file"):
+        CheckConfig(out_dir=target)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_an_unwritable_out_dir_fails_before_any_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(R, "run_check", lambda *a, **k: ran.append("ran"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ParameterError, match="^out_dir: cannot create"):
+        run_checks(CheckConfig(only=("em",), out_dir=blocker / "sub", progress=False))
+    assert ran == []
