@@ -28,6 +28,10 @@ from .report import summary, write_report
 __all__ = ["CheckConfig", "CheckRun", "run_checks"]
 
 
+#: Most torch CPU threads a run may ask for (a typo guard; torch takes a C int).
+MAX_THREADS = 4096
+
+
 @dataclass(frozen=True)
 class CheckConfig:
     """Settings of one run of the checks.
@@ -63,7 +67,9 @@ class CheckConfig:
         if self.mode not in ("quick", "full"):
             raise ParameterError(f"mode must be 'quick' or 'full', got {self.mode!r}")
         object.__setattr__(self, "seed", check_seed(self.seed, "seed"))
-        object.__setattr__(self, "threads", check_int(self.threads, "threads", minimum=1))
+        object.__setattr__(
+            self, "threads", check_int(self.threads, "threads", minimum=1, maximum=MAX_THREADS)
+        )
         check_bool(self.progress, "progress")
         if isinstance(self.only, str):  # a bare "em,lsa" would iterate over its characters
             object.__setattr__(self, "only", (self.only,))

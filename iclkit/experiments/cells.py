@@ -241,7 +241,7 @@ def run_cell(
     Runs on a Dask worker. Resumes from ``checkpoint_dir/cell-<id>.pt`` if it exists.
     """
     if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
+        torch.set_num_threads(check_int(torch_threads, "torch_threads", minimum=1, maximum=4096))
     data, model_config, train_config, eval_config = build_configs(spec)
     cid = cell_id(spec)
     ckpt = os.path.join(checkpoint_dir, f"cell-{cid}.pt")

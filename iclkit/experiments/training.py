@@ -384,7 +384,7 @@ def train(
             loss = ((pred[:, 1:] - y[:, 1:]) ** 2).mean()
             if not bool(torch.isfinite(loss)):
                 raise ParameterError(
-                    f"lr: the training loss became {float(loss)} at step {step}; "
+                    f"lr: the training loss became {float(loss.detach())} at step {step}; "
                     f"lower lr (now {config.lr:g}) or raise warmup"
                     + (
                         f", or lower weight_decay (now {config.weight_decay:g})"

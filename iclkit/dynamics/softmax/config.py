@@ -47,6 +47,9 @@ DEFAULT_STEPS = 100_000
 #: Upper limit of ``steps`` (a typo guard: 10^9 steps take days).
 MAX_STEPS = 10**9
 
+#: Most torch intra-op threads a run may ask for (a typo guard; torch takes a C int).
+MAX_THREADS = 4096
+
 #: ``max_time / eta`` within this of an integer counts as that integer (round-off in the ratio).
 _CEIL_SLACK = 1e-9
 
@@ -171,7 +174,9 @@ class SoftmaxConfig:
         check_real(self.tail_mass, "tail_mass", minimum=0.0, maximum=1e-6)
         if self.torch_threads is not None:
             object.__setattr__(
-                self, "torch_threads", check_int(self.torch_threads, "torch_threads", minimum=1)
+                self,
+                "torch_threads",
+                check_int(self.torch_threads, "torch_threads", minimum=1, maximum=MAX_THREADS),
             )
 
     @property

@@ -85,7 +85,7 @@ SOFTMAX_FIELDS = st.fixed_dictionaries(
         "store_Z": st.one_of(st.booleans(), JUNK),
         "tail_mass": st.one_of(st.sampled_from([0.0, 1e-12, 1e-7]), reals(0.0, 1e-6)),
         "max_terms": st.one_of(st.sampled_from([1, 100, 10**6]), ints(1, 10**7, huge=False)),
-        "torch_threads": st.one_of(st.none(), st.sampled_from([1, 0, -1, 1.5, "2"])),
+        "torch_threads": st.one_of(st.none(), st.sampled_from([1, 0, -1, 1.5, "2", 2**70])),
     },
 )  # fmt: skip
 
