@@ -18,6 +18,7 @@ from iclkit.theory.validation import (
     check_bool,
     check_choice,
     check_int,
+    check_memory,
     check_positive,
     check_real,
     check_seed,
@@ -46,6 +47,15 @@ DEFAULT_STEPS = 100_000
 
 #: Upper limit of ``steps`` (a typo guard: 10^9 steps take days).
 MAX_STEPS = 10**9
+
+#: Longest prompt the simulators take: the exact count tables index prompts with int64, the
+#: monte-carlo prompts are allocated; beyond 2**40 tokens neither is meaningful (a typo guard).
+MAX_N = 2**40
+
+#: Arrays of the monte-carlo batch's size (B, N + 1, d + 2) alive at once: the prompts and
+#: labels, their feature indices, the attention's scores and weights and autograd's copies of
+#: them (counted as six: a lower bound, the estimate refuses only what cannot fit).
+MC_COPIES = 6
 
 #: Most torch intra-op threads a run may ask for (a typo guard; torch takes a C int).
 MAX_THREADS = 4096
@@ -146,6 +156,7 @@ class SoftmaxConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.features, FeatureConfig):
             raise ParameterError(f"features must be a FeatureConfig, got {self.features!r}")
+        check_int(self.features.N, "N", maximum=MAX_N)
         eta = check_positive(self.eta, "eta")
         check_choice(self.method, "method", METHODS)
         check_choice(self.init, "init", ("zero", "random"))
@@ -172,6 +183,13 @@ class SoftmaxConfig:
         for name, minimum in (("batch_size", 2), ("record_resolution", 1), ("max_terms", 1)):
             object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=minimum))
         check_real(self.tail_mass, "tail_mass", minimum=0.0, maximum=1e-6)
+        if self.method == "monte-carlo":
+            fc = self.features
+            need = MC_COPIES * 8 * self.batch_size * (fc.N + 1) * (int(fc.d or fc.K) + 2)
+            name = "batch_size" if self.batch_size >= fc.N else "N"
+            check_memory(
+                float(need), name, f"{self.batch_size} prompts of N + 1 = {fc.N + 1} tokens"
+            )
         if self.torch_threads is not None:
             object.__setattr__(
                 self,

@@ -136,3 +136,21 @@ def test_bad_field_is_named(field: str, value: object) -> None:
 def test_simulate_softmax_refuses_a_non_config() -> None:
     with pytest.raises(ParameterError, match="config"):
         simulate_softmax("exact")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("N", "batch_size", "name"),
+    [(10**12, 16, "N"), (10**6, 1024, "N"), (1000, 10**9, "batch_size")],
+)
+def test_oversized_monte_carlo_is_refused_by_its_memory_estimate(
+    N: int, batch_size: int, name: str
+) -> None:
+    """Sizes the monte-carlo batch cannot hold are a ParameterError naming the larger size,
+    before any allocation (not the allocator's error)."""
+    with pytest.raises(ParameterError, match=f"^{name}: .* needs about"):
+        SoftmaxConfig(FeatureConfig(K=2, N=N), steps=1, method="monte-carlo", batch_size=batch_size)
+
+
+def test_prompt_length_beyond_the_int64_tables_is_refused() -> None:
+    with pytest.raises(ParameterError, match="^N must be <="):
+        SoftmaxConfig(FeatureConfig(K=2, N=2**70), steps=1)
