@@ -80,8 +80,6 @@ class CheckConfig:
         object.__setattr__(self, "only", tuple(self.only))
         if not isinstance(self.out_dir, (str, Path)) or not str(self.out_dir):
             raise ParameterError(f"out_dir must be a non-empty path, got {self.out_dir!r}")
-        if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
-            raise ParameterError(f"out_dir: {self.out_dir} is a file, not a directory")
         if not isinstance(self.params, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Mapping) for k, v in self.params.items()
         ):
@@ -112,7 +110,13 @@ class CheckRun:
 
 
 def _prepare_out_dir(out_dir: str | Path) -> None:
-    """Create ``out_dir`` (and its parents), or raise :class:`ParameterError` naming it."""
+    """Create ``out_dir`` (and its parents), or raise :class:`ParameterError` naming it.
+
+    Not in :class:`CheckConfig` itself: a config is also made at import time (the CLI's
+    defaults), where a stray file of the default folder's name must not break every command.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ParameterError(f"out_dir: {out_dir} is a file, not a directory")
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:

@@ -115,22 +115,26 @@ def test_bad_field_is_named(field: str, value: object) -> None:
         CheckConfig(**{field: value})  # type: ignore[arg-type]
 
 
-def test_a_file_as_out_dir_fails_before_any_check(tmp_path: Path) -> None:
-    """``out_dir`` naming a file is refused when the config is made, in well under a second
-    (the CLI checks the folder up front too): never after the checks have run."""
+def test_a_file_as_out_dir_fails_before_any_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``out_dir`` naming a file is refused by run_checks before the first check runs, in well
+    under a second (the CLI checks the folder up front too), never after the checks."""
+    ran: list[str] = []
+    monkeypatch.setattr("iclkit.checks.suite.run_check", lambda *a, **k: ran.append("ran"))
     target = tmp_path / "README.md"
     target.write_text("x")
     t0 = time.perf_counter()
     with pytest.raises(ParameterError, match="^out_dir: .* is a file"):
-        CheckConfig(out_dir=target)
-    assert time.perf_counter() - t0 < 1.0
+        run_checks(CheckConfig(only=("em",), out_dir=target, progress=False))
+    assert time.perf_counter() - t0 < 1.0 and ran == []
 
 
 def test_an_unwritable_out_dir_fails_before_any_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[str] = []
-    monkeypatch.setattr(R, "run_check", lambda *a, **k: ran.append("ran"))
+    monkeypatch.setattr("iclkit.checks.suite.run_check", lambda *a, **k: ran.append("ran"))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ParameterError, match="^out_dir: cannot create"):
