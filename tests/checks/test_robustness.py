@@ -59,35 +59,48 @@ def scratch() -> Iterator[Path]:
         yield root
 
 
-#: Output folders by kind: fresh, existing, a file, under a file, empty, not a path, too long.
-OUT_DIRS = st.sampled_from(["new", "existing", "a_file", "a_file/sub", "", None, 3, "x" * 300])
+#: Output folders: valid (fresh, existing) and invalid (a file, under a file, empty, not a
+#: path, a name too long).
+OUT_VALID = st.sampled_from(["new", "existing"])
+OUT_INVALID = st.sampled_from(["a_file", "a_file/sub", "", None, 3, "x" * 300])
 
-CHECK_FIELDS = st.fixed_dictionaries(
-    {},
-    optional={
-        "mode": st.sampled_from(["quick", "quick", "full", "medium", None]),
-        "seed": st.one_of(st.integers(0, 2**63 - 1), JUNK),
-        "only": st.one_of(
-            st.just(("probe",)), st.just(("probe.pass",)), st.just("probe.fail,probe.pass"),
-            st.just(("nope",)), st.just((3,)), JUNK,
-        ),
-        "threads": st.one_of(st.integers(1, 2), st.sampled_from([0, -1, 1.0, 2.5]), JUNK),
-        "progress": st.one_of(st.booleans(), JUNK),
-        "params": st.one_of(
-            st.just({}), st.just({"probe.fail": {"ok": True}}), st.just({"probe.fail": 1}), JUNK
-        ),
-    },
-)  # fmt: skip
+CHECK_VALID = {
+    "seed": st.integers(0, 2**63 - 1),
+    "only": st.sampled_from([("probe",), ("probe.pass",), "probe.fail,probe.pass"]),
+    "threads": st.integers(1, 2),
+    "progress": st.booleans(),
+    "params": st.sampled_from([{}, {"probe.fail": {"ok": True}}]),
+}
+CHECK_INVALID = {
+    "mode": st.sampled_from(["medium", None]),
+    "seed": JUNK,
+    "only": st.one_of(st.sampled_from([("nope",), (3,)]), JUNK.filter(lambda v: v != "abc")),
+    "threads": st.one_of(st.sampled_from([0, -1, 2.5]), JUNK.filter(lambda v: v is not True)),
+    "progress": JUNK.filter(lambda v: v is not True),
+    "params": st.one_of(st.just({"probe.fail": 1}), JUNK),
+    "out_dir": OUT_INVALID,
+}
+
+
+@st.composite
+def check_fields(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
+    """(fields, out_dir kind): valid values and at most one field made invalid; a quarter of
+    the examples are entirely valid, so that the runner itself is exercised."""
+    fields = {k: draw(v) for k, v in CHECK_VALID.items() if draw(st.booleans())}
+    broken = draw(st.sampled_from([None, None, *CHECK_INVALID]))
+    out = draw(OUT_INVALID if broken == "out_dir" else OUT_VALID)
+    if broken is not None and broken != "out_dir":
+        fields[broken] = draw(CHECK_INVALID[broken])
+    return fields, out
 
 
 @EXAMPLES
-@given(fields=CHECK_FIELDS, out=OUT_DIRS)
+@given(drawn=check_fields())
 def test_check_config_and_run(
-    fields: dict[str, Any], out: Any, probe_checks: None, scratch: Path, robustness: Record
+    drawn: tuple[dict[str, Any], Any], probe_checks: None, scratch: Path, robustness: Record
 ) -> None:
+    fields, out = drawn
     fields = {"mode": "quick", "only": ("probe",), **fields}
-    if fields["mode"] == "full":
-        fields["mode"] = "quick"  # the probes ignore the mode; keep the name valid and fast
     out_dir: Any = out if not isinstance(out, str) or not out else str(scratch / out)
     if out == "existing":
         Path(out_dir).mkdir(exist_ok=True)

@@ -193,6 +193,9 @@ class LSAConfig:
                     "lambda_spectrum: Lambda must be positive definite (all eigenvalues > 0), "
                     f"got {spec.tolist()}"
                 )
+        if self.pi is not None:  # a tuple of floats (MoRConfig checks it is a distribution)
+            pi = as_float_array(self.pi, "pi").reshape(-1)
+            object.__setattr__(self, "pi", tuple(float(v) for v in pi))
         if self.lambda_rotation_seed is not None:
             check_seed(self.lambda_rotation_seed, "lambda_rotation_seed")
         if self.sigma is not None:

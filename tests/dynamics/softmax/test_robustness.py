@@ -34,60 +34,93 @@ pytestmark = pytest.mark.usefixtures("small_memory", "one_torch_thread")
 JUNK = st.sampled_from([None, "abc", "3", True, [1], math.nan, math.inf, -math.inf, object()])
 
 
-def ints(lo: int, hi: int, *, huge: bool = True) -> st.SearchStrategy[Any]:
-    """Mostly valid ints in [lo, hi] (also numpy ints), and invalid ones; ``huge`` adds values
-    far above ``hi`` that are valid by type but must be refused by the memory estimate."""
-    bad = [lo - 1, -(2**70), 1.5, float(lo)] + ([10**6, 10**12, 2**70] if huge else [])
-    return st.one_of(
-        st.integers(lo, hi), st.integers(lo, hi).map(np.int64), st.sampled_from(bad), JUNK
-    )
+#: Invalid values of every kind: wrong type, out of range, non-finite, overflowing; ``HUGE``
+#: are valid by type but must be refused by the memory estimates or the size bounds.
+BAD_INTS = st.one_of(st.sampled_from([0, -1, -(2**70), 1.5, 10**400]), JUNK)
+HUGE = st.sampled_from([10**6, 10**12, 2**70])
+BAD_REALS = st.one_of(st.sampled_from([0.0, -1.0, -1e300, 10**400]), JUNK)
 
+#: Valid values of each feature-model field.
+FEATURES_VALID = {
+    "K": st.one_of(st.integers(2, 4), st.integers(2, 4).map(np.int64)),
+    "N": st.integers(1, 6),
+    "d": st.one_of(st.none(), st.integers(4, 6)),
+    "p_mode": st.just("balanced"),
+    "basis": st.sampled_from(["random", "standard"]),
+    "task_prior": st.sampled_from(["gaussian", "rademacher"]),
+}
+FEATURES_INVALID = {
+    "K": st.one_of(BAD_INTS, HUGE),
+    "N": st.one_of(BAD_INTS, HUGE),
+    "d": st.one_of(BAD_INTS.filter(lambda v: v is not None), st.just(1)),  # d < K
+    "p_mode": st.sampled_from(["imbalanced", "custom", "other"]),  # the first two lack p
+    "basis": st.sampled_from(["other", 0]),
+    "task_prior": st.sampled_from(["uniform", 0]),
+}
 
-def reals(lo: float, hi: float) -> st.SearchStrategy[Any]:
-    return st.one_of(st.floats(lo, hi), st.sampled_from([0.0, -1.0, 10**400]), JUNK)
+#: Valid values of each GD field: at most ~100 steps (max_time / eta).
+SOFTMAX_VALID = {
+    "eta": st.one_of(st.floats(0.05, 20.0), st.sampled_from([1e3, 1e300])),  # large: diverges
+    "method": st.sampled_from(["exact", "mean-field", "monte-carlo"]),
+    "stop_loss": st.one_of(st.none(), st.floats(1e-4, 1.0)),
+    "include_query_in_softmax": st.booleans(),
+    "init": st.sampled_from(["zero", "random"]),
+    "init_scale": st.one_of(st.floats(0.0, 2.0), st.just(1e300)),
+    "batch_size": st.integers(2, 32),
+    "resample": st.booleans(),
+    "seed": st.integers(0, 2**63 - 1),
+    "record_resolution": st.integers(1, 100),
+    "store_Z": st.booleans(),
+    "tail_mass": st.sampled_from([0.0, 1e-12, 1e-7]),
+    "max_terms": st.sampled_from([1, 100, 10**6]),  # 1: the exact sums are refused
+    "torch_threads": st.sampled_from([None, 1, 2]),
+}
+SOFTMAX_INVALID = {
+    "eta": BAD_REALS,
+    "method": st.sampled_from(["other", None]),
+    "stop_loss": BAD_REALS.filter(lambda v: v is not None),
+    "include_query_in_softmax": JUNK,
+    "init": st.sampled_from(["ones", None]),
+    "init_scale": BAD_REALS.filter(lambda v: v != 0.0),
+    "batch_size": st.one_of(BAD_INTS, st.just(1), st.just(10**9)),
+    "resample": JUNK,
+    "seed": BAD_INTS.filter(lambda v: v != 0),
+    "record_resolution": BAD_INTS,
+    "store_Z": JUNK,
+    "tail_mass": st.one_of(st.just(1e-3), BAD_REALS.filter(lambda v: v != 0.0)),
+    "max_terms": BAD_INTS,
+    "torch_threads": st.sampled_from([0, -1, 1.5, "2", 2**70]),
+}
 
-
-FEATURES = st.fixed_dictionaries(
-    {"K": ints(2, 4), "N": ints(1, 6)},
-    optional={
-        "d": st.one_of(st.none(), ints(1, 6)),
-        "p_mode": st.sampled_from(["balanced", "imbalanced", "custom", "other"]),
-        "p_dominant": st.one_of(st.none(), reals(0.3, 0.95)),
-        "p": st.one_of(
-            st.none(), st.just((0.5, 0.3, 0.2)), st.just((0.25, 0.25, 0.25, 0.25)),
-            st.lists(st.floats(allow_nan=True), max_size=4).map(tuple), JUNK,
-        ),
-        "basis": st.sampled_from(["random", "standard", "other"]),
-        "task_prior": st.sampled_from(["gaussian", "rademacher", 0]),
-    },
-)  # fmt: skip
-
-#: Exactly one of ``steps`` / ``max_time`` (both, now and then: an error), each short.
-HORIZON = st.one_of(
-    st.fixed_dictionaries({"steps": ints(1, 40, huge=False)}),
-    st.fixed_dictionaries({"steps": st.sampled_from([10**10, 2**70])}),
-    st.fixed_dictionaries({"max_time": st.one_of(st.floats(0.1, 5.0), JUNK)}),
+#: Exactly one of ``steps`` / ``max_time``, each short; or an invalid horizon.
+HORIZON_VALID = st.one_of(
+    st.fixed_dictionaries({"steps": st.integers(1, 40)}),
+    st.fixed_dictionaries({"max_time": st.floats(0.1, 5.0)}),
+)
+HORIZON_INVALID = st.one_of(
+    st.fixed_dictionaries({"steps": st.one_of(BAD_INTS, st.sampled_from([10**10, 2**70]))}),
+    st.fixed_dictionaries({"max_time": BAD_REALS}),
     st.just({"steps": 3, "max_time": 1.0}),
 )
 
-SOFTMAX_FIELDS = st.fixed_dictionaries(
-    {"eta": st.one_of(st.floats(0.05, 20.0), st.sampled_from([1e3, 1e300, 0.0, -1.0]), JUNK)},
-    optional={
-        "method": st.sampled_from(["exact", "mean-field", "monte-carlo", "other", None]),
-        "stop_loss": st.one_of(st.none(), reals(1e-4, 1.0)),
-        "include_query_in_softmax": st.one_of(st.booleans(), JUNK),
-        "init": st.sampled_from(["zero", "random", "ones"]),
-        "init_scale": st.one_of(reals(0.0, 2.0), st.just(1e300)),
-        "batch_size": ints(2, 32),
-        "resample": st.one_of(st.booleans(), JUNK),
-        "seed": ints(0, 2**63 - 1, huge=False),
-        "record_resolution": ints(1, 100, huge=False),
-        "store_Z": st.one_of(st.booleans(), JUNK),
-        "tail_mass": st.one_of(st.sampled_from([0.0, 1e-12, 1e-7]), reals(0.0, 1e-6)),
-        "max_terms": st.one_of(st.sampled_from([1, 100, 10**6]), ints(1, 10**7, huge=False)),
-        "torch_threads": st.one_of(st.none(), st.sampled_from([1, 0, -1, 1.5, "2", 2**70])),
-    },
-)  # fmt: skip
+
+@st.composite
+def softmax_fields(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(feature fields, GD fields incl. the horizon): valid values (the optional ones now and
+    then) and at most one field made invalid; about a quarter of the examples are entirely
+    valid, so that the simulators themselves are exercised."""
+    features = {
+        k: draw(v) for k, v in FEATURES_VALID.items() if k in ("K", "N") or draw(st.booleans())
+    }
+    fields = {k: draw(v) for k, v in SOFTMAX_VALID.items() if draw(st.booleans())}
+    names = [*FEATURES_INVALID, *SOFTMAX_INVALID, "horizon"]
+    broken = draw(st.sampled_from([None] * (len(names) // 3) + names))
+    fields |= draw(HORIZON_INVALID if broken == "horizon" else HORIZON_VALID)
+    if broken in FEATURES_INVALID:
+        features[broken] = draw(FEATURES_INVALID[broken])
+    elif broken in SOFTMAX_INVALID:
+        fields[broken] = draw(SOFTMAX_INVALID[broken])
+    return features, fields
 
 
 def check_result(res: Any) -> str:
@@ -106,12 +139,13 @@ def check_result(res: Any) -> str:
 
 
 @EXAMPLES
-@given(features=FEATURES, horizon=HORIZON, fields=SOFTMAX_FIELDS)
+@given(drawn=softmax_fields())
 def test_softmax_config_and_simulation(
-    features: dict[str, Any], horizon: dict[str, Any], fields: dict[str, Any], robustness: Record
+    drawn: tuple[dict[str, Any], dict[str, Any]], robustness: Record
 ) -> None:
+    features, fields = drawn
     try:
-        res = simulate_softmax(SoftmaxConfig(FeatureConfig(**features), **horizon, **fields))
+        res = simulate_softmax(SoftmaxConfig(FeatureConfig(**features), **fields))
     except ParameterError as exc:
         assert str(exc)
         robustness("ParameterError")
