@@ -40,6 +40,7 @@ from iclkit.theory.metrics import sign_invariant_error
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rates import fit_line
 from iclkit.theory.rng import derive_seed
+from iclkit.theory.validation import ParameterError
 
 from .inits import HIGH_SNR, LOCAL_RHO, local_init, random_init
 from .plots import line_plot
@@ -406,16 +407,19 @@ def gradient_em_to_em(ctx: CheckContext) -> Outcome:
     init = batch.betas + GEM_INIT_NOISE * random_init(
         batch.betas, derive_seed(ctx.seed, "gem-init")
     )
-    out, _ = gradient_em_step(
-        batch.X_train, batch.y_train, init, batch.pi, batch.sigma, T_inner=T_inner, alpha=alpha
-    )
+    try:
+        out: torch.Tensor | None = gradient_em_step(
+            batch.X_train, batch.y_train, init, batch.pi, batch.sigma, T_inner=T_inner, alpha=alpha
+        )[0]
+    except ParameterError:  # a diverging inner loop: the step refuses a non-finite iterate
+        out = None
     em_beta, S = _numpy_em_step(batch, init.numpy())
     one, _ = gradient_em_step(batch.X_train, batch.y_train, init, batch.pi, batch.sigma)
     one_ref = init.numpy() + np.einsum("bkij,bkj->bki", S, em_beta - init.numpy())  # m = S b*
     rel_one = float(np.abs(one.numpy() - one_ref).max() / np.abs(one_ref).max())
     eig = np.linalg.eigvalsh(S)
     lam_max = float(eig.max())
-    got = out.numpy()
+    got = np.full_like(em_beta, np.nan) if out is None else out.numpy()
     finite = bool(np.all(np.isfinite(got)))
     rel = float(np.abs(got - em_beta).max() / np.abs(em_beta).max()) if finite else float("inf")
     return Outcome(

@@ -8,6 +8,7 @@ what ``iclkit check`` calls.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -18,13 +19,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from iclkit.theory.validation import ParameterError, check_int, check_seed
+from iclkit.theory.validation import ParameterError, check_bool, check_int, check_seed
 from iclkit.version import __version__
 
 from .registry import CheckResult, Mode, run_check, select_checks
 from .report import summary, write_report
 
 __all__ = ["CheckConfig", "CheckRun", "run_checks"]
+
+
+#: Most torch CPU threads a run may ask for (a typo guard; torch takes a C int).
+MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,26 @@ class CheckConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("quick", "full"):
             raise ParameterError(f"mode must be 'quick' or 'full', got {self.mode!r}")
-        check_seed(self.seed, "seed")
-        check_int(self.threads, "threads", minimum=1)
+        object.__setattr__(self, "seed", check_seed(self.seed, "seed"))
+        object.__setattr__(
+            self, "threads", check_int(self.threads, "threads", minimum=1, maximum=MAX_THREADS)
+        )
+        check_bool(self.progress, "progress")
+        if isinstance(self.only, str):  # a bare "em,lsa" would iterate over its characters
+            object.__setattr__(self, "only", (self.only,))
+        if not isinstance(self.only, (tuple, list)) or not all(
+            isinstance(w, str) for w in self.only
+        ):
+            raise ParameterError(f"only must be a tuple of check names, got {self.only!r}")
+        object.__setattr__(self, "only", tuple(self.only))
+        if not isinstance(self.out_dir, (str, Path)) or not str(self.out_dir):
+            raise ParameterError(f"out_dir must be a non-empty path, got {self.out_dir!r}")
+        if not isinstance(self.params, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in self.params.items()
+        ):
+            raise ParameterError(
+                f"params must map check names to mappings of settings, got {self.params!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,13 +109,33 @@ class CheckRun:
         return self.counts["FAIL"] > 0
 
 
+def _prepare_out_dir(out_dir: str | Path) -> None:
+    """Create ``out_dir`` (and its parents), or raise :class:`ParameterError` naming it.
+
+    Not in :class:`CheckConfig` itself: a config is also made at import time (the CLI's
+    defaults), where a stray file of the default folder's name must not break every command.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ParameterError(f"out_dir: {out_dir} is a file, not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ParameterError(f"out_dir: cannot create directory {out_dir} ({reason})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ParameterError(f"out_dir: directory {out_dir} is not writable (permission denied)")
+
+
 def run_checks(config: CheckConfig) -> CheckRun:
     """Run the selected checks and write the report into ``config.out_dir``.
 
     Raises :class:`ParameterError` for an ``only`` entry that names no check or group; a
     failing or crashing check is a ``FAIL`` row, never an exception.
     """
+    if not isinstance(config, CheckConfig):
+        raise ParameterError(f"config must be a CheckConfig, got {config!r}")
     checks = select_checks(config.only)
+    _prepare_out_dir(config.out_dir)  # a bad folder fails now, not after minutes of checks
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     hide = not config.progress or not sys.stderr.isatty()

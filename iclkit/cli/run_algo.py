@@ -3,6 +3,8 @@
 Run a reference algorithm on prompts.npz (X (B,n,d), y (B,n), init (B,K,d), sigma (B,), optional pi
 (B,K); oracle also needs betas (B,K,d)) and write est.npz with beta (B,K,d) and pi (B,K)
 (K=1 for ols, ridge and bayes-optimal, whose beta is the posterior mean of sum_k pi_k beta_k).
+Prints how the algorithm ended: converged, max_iter, closed-form, or diverged with the first
+non-finite iteration and the prompts that keep their last finite iterate.
 """
 
 from __future__ import annotations
@@ -64,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
     est = run_algorithm(args.algo, data, config)
     options.save_npz(args.out, {"beta": est.beta.numpy(), "pi": est.pi.numpy()})
     shapes = f"beta {tuple(est.beta.shape)} and pi {tuple(est.pi.shape)}"
-    print(f"{args.algo}: wrote {shapes} to {args.out}")
+    print(f"{args.algo}: {est.describe()}; wrote {shapes} to {args.out}")
     return 0

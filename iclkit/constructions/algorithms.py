@@ -24,7 +24,10 @@ Shapes: ``X (B, n, d)``, ``y (B, n)``, ``betas (B, K, d)``, ``pi (B, K)``, ``sig
 
 :func:`em` and :func:`gradient_em` never return NaN/inf as an estimate: a prompt whose iterate
 becomes non-finite (a step size that diverges, data too extreme for the E-step) keeps its last
-finite iterate, and the result says ``status="diverged"`` with the first such iteration.
+finite iterate, and the result says ``status="diverged"`` with the first such iteration. The
+single-step functions (:func:`em_step`, :func:`gradient_em_step`,
+:func:`symmetric_gradient_em_step`) have no earlier iterate to fall back on: a non-finite output
+raises ``ParameterError`` naming the likeliest cause (``alpha`` for the gradient steps).
 
 Implementation note: each M-step forms the weighted moments ``S_k = (1/n) X^T W_k X`` (B, K, d, d)
 and ``m_k = (1/n) X^T W_k y`` (B, K, d) once; a gradient step is then
@@ -57,6 +60,7 @@ from .em_core import (
     Trace,
     as_sigma,
     check_em_inputs,
+    check_finite_step,
     log_joint,
     posterior,
     solve_spd,
@@ -81,6 +85,13 @@ __all__ = [
 Nonlinearity = Callable[[Tensor], Tensor]
 #: An M-step: (responsibilities (B, n, K), betas (B, K, d), pi (B, K)) -> (betas, pi).
 MStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+# What to do when a single step's output is not finite (see check_finite_step).
+_STEP_HINT = "rescale the data, or call em(), which keeps the last finite iterate"
+_ALPHA_HINT = (
+    "the step size diverges (alpha lambda_max(S_k) >= 2) or the data is too extreme: lower "
+    "alpha, or call gradient_em(), which keeps the last finite iterate"
+)
 
 # Tolerance of "pi = (1/2, 1/2)" in the symmetric model (exact halves, up to round-off).
 _HALF_ATOL = 1e-12
@@ -134,10 +145,18 @@ def em_step(
     -------
     betas : (B, K, d)
     pi : (B, K), re-estimated if ``estimate_pi`` else unchanged.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``betas`` when the step's output is not finite (data or iterate too extreme for
+        the dtype); :func:`em` reports the same event as ``status="diverged"``.
     """
     X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
     gamma, pi_t = _e_step(X, y, cast(Tensor, t["betas"]), sigma, t["pi"])
-    return _m_step(X, y, gamma, pi_t, estimate_pi)
+    new_betas, new_pi = _m_step(X, y, gamma, pi_t, estimate_pi)
+    check_finite_step("the EM step", "betas", _STEP_HINT, new_betas, new_pi)
+    return new_betas, new_pi
 
 
 def _m_step(
@@ -224,13 +243,16 @@ def gradient_em_step(
     ``alpha`` on the Q-function with the responsibilities frozen.
 
     ``beta_k <- beta_k + alpha (1/n) sum_i gamma_ik (y_i - x_i^T beta_k) x_i`` (repeated T_inner
-    times); ``pi_k <- (1/n) sum_i gamma_ik`` if ``estimate_pi``.
+    times); ``pi_k <- (1/n) sum_i gamma_ik`` if ``estimate_pi``. A non-finite output raises
+    :class:`ParameterError` naming ``alpha`` (:func:`gradient_em` says ``status="diverged"``).
     """
     T_inner, alpha = _check_step(T_inner, alpha)
     X, y, sigma, t = prepare_prompts(X, y, sigma, betas=betas, pi=pi)
     betas = cast(Tensor, t["betas"])
     gamma, pi_t = _e_step(X, y, betas, sigma, t["pi"])
-    return _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
+    out = _gradient_m_step(X, y, gamma, betas, pi_t, T_inner, alpha, estimate_pi)
+    check_finite_step(f"the gradient-EM step (alpha={alpha:g})", "alpha", _ALPHA_HINT, *out)
+    return out
 
 
 def _gradient_m_step(
@@ -277,12 +299,16 @@ def symmetric_gradient_em_step(
 
     Returns
     -------
-    beta : (B, d)
+    beta : (B, d); a non-finite one raises :class:`ParameterError` naming ``alpha``.
     """
     T_inner, alpha = _check_step(T_inner, alpha)
     X, y, sigma, t = prepare_prompts(X, y, sigma, beta=beta)
     beta, sig = _symmetric_inputs(X, y, cast(Tensor, t["beta"]), sigma, "beta")
-    return _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity)
+    out = _symmetric_step(X, y, beta, sig, T_inner, alpha, nonlinearity)
+    check_finite_step(
+        f"the symmetric gradient-EM step (alpha={alpha:g})", "alpha", _ALPHA_HINT, out
+    )
+    return out
 
 
 def _symmetric_inputs(

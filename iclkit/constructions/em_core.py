@@ -152,6 +152,25 @@ def _finite_rows(*tensors: Tensor) -> Tensor:
     return ok
 
 
+def check_finite_step(step: str, cause: str, hint: str, *tensors: Tensor) -> None:
+    """The contract of the single-step functions (``em_step``, ``gradient_em_step``,
+    ``symmetric_gradient_em_step``): a step whose output holds NaN/inf raises
+    :class:`ParameterError` naming ``cause`` (the likeliest parameter), the prompts and what to
+    do (``hint``); a step never returns a non-finite iterate. The iterative ``em`` /
+    ``gradient_em`` report the same event as ``status="diverged"`` instead (they have a last
+    finite iterate to return). One sync per step: the output is O(B K d).
+    """
+    ok = _finite_rows(*tensors)
+    if bool(ok.all()):
+        return
+    bad = (~ok).nonzero().flatten().tolist()
+    shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    raise ParameterError(
+        f"{cause}: {step} gave a non-finite iterate for {len(bad)} of {ok.numel()} prompts "
+        f"(prompt {shown}); {hint}"
+    )
+
+
 @dataclass
 class Trace:
     """Bookkeeping of an iterative algorithm: the likelihood trace, and per prompt the last

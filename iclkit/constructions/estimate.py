@@ -85,13 +85,27 @@ class Estimates:
     ``status`` is the iterative algorithms' (``converged``, ``max_iter``, ``diverged``; see
     :class:`~iclkit.constructions.algorithms.EMResult`, whose diverged prompts keep their last
     finite iterate) or ``"closed-form"``; ``first_nonfinite`` the first iteration at which a
-    non-finite value appeared (None: none did).
+    non-finite value appeared (None: none did); ``diverged`` (B,) bool marks the prompts whose
+    ``beta`` is their last finite iterate (None for the closed forms).
     """
 
     beta: torch.Tensor
     pi: torch.Tensor
     status: str = "closed-form"
     first_nonfinite: int | None = None
+    diverged: torch.Tensor | None = None
+
+    def describe(self) -> str:
+        """The status in one phrase: ``converged``, ``max_iter`` (ran all iterations without
+        meeting the step tolerance), ``closed-form``, or ``diverged`` with the iteration and
+        the number of prompts affected."""
+        if self.status != "diverged":
+            return self.status
+        count = "some" if self.diverged is None else str(int(self.diverged.sum()))
+        return (
+            f"diverged (first non-finite value at iteration {self.first_nonfinite}; {count} of "
+            f"{self.beta.shape[0]} prompts keep their last finite iterate, not an estimate)"
+        )
 
 
 def _required(prompts: Mapping[str, torch.Tensor], key: str, algorithm: str) -> torch.Tensor:
@@ -125,14 +139,14 @@ def run_algorithm(
         estimate_pi = True if c.estimate_pi is None else c.estimate_pi
         init = _required(prompts, "init", name)
         res = em(X, y, init, sigma, pi, T=c.T_outer, estimate_pi=estimate_pi)
-        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite)
+        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite, res.diverged)
     if name == "gradient-em":
         res = gradient_em(
             X, y, _required(prompts, "init", name), sigma, None if c.symmetric else pi,
             T_outer=c.T_outer, T_inner=c.T_inner, alpha=c.alpha,
             estimate_pi=bool(c.estimate_pi), symmetric=c.symmetric,
         )  # fmt: skip
-        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite)
+        return Estimates(res.betas, res.pi, res.status, res.first_nonfinite, res.diverged)
     if name == "oracle":
         t = prepare_tensors({"X": X, "y": y, "betas": _required(prompts, "betas", name), "pi": pi})
         B, _, d = validate_prompts(cast(Tensor, t["X"]), cast(Tensor, t["y"]))

@@ -266,7 +266,7 @@ def run_cell(
     only in their evaluation share one training run.
     """
     if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
+        torch.set_num_threads(check_int(torch_threads, "torch_threads", minimum=1, maximum=4096))
     data, model_config, train_config, eval_config = build_configs(spec)
     cid = cell_id(spec)
     ckpt = checkpoint_path(checkpoint_dir, spec)

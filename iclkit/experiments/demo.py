@@ -26,7 +26,7 @@ from iclkit.constructions.prompts import PromptsConfig
 from iclkit.theory.metrics import excess_risk_vs_oracle, parameter_error
 from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
-from iclkit.theory.validation import check_int
+from iclkit.theory.validation import ParameterError, check_int
 
 __all__ = ["DEMO_PROMPTS", "DemoConfig", "DemoResult", "DemoRow", "run_demo"]
 
@@ -43,7 +43,9 @@ class DemoConfig:
     T: int = 20
 
     def __post_init__(self) -> None:
-        check_int(self.T, "T", minimum=0)
+        if not isinstance(self.prompts, PromptsConfig):
+            raise ParameterError(f"prompts must be a PromptsConfig, got {self.prompts!r}")
+        object.__setattr__(self, "T", check_int(self.T, "T", minimum=0))
 
 
 @dataclass(frozen=True)

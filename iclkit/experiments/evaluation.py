@@ -46,6 +46,7 @@ from iclkit.theory.validation import (
     check_int_fields,
     check_positive,
     check_real,
+    check_seed,
 )
 
 from .models import ICLTransformer
@@ -133,8 +134,10 @@ class EvalConfig:
         if self.positions is not None:
             if not self.positions:
                 raise ParameterError("positions must not be empty (or None for the full prompt)")
-            for m in self.positions:
-                check_int(m, "positions", minimum=1)
+            if isinstance(self.positions, str) or not isinstance(self.positions, (tuple, list)):
+                raise ParameterError(f"positions must be a tuple of ints, got {self.positions!r}")
+            positions = tuple(check_int(m, "positions", minimum=1) for m in self.positions)
+            object.__setattr__(self, "positions", positions)
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,13 @@ def evaluate(
     and its ``excess_risk_se``, ``excess_risk_direct`` (E(y_hat - y)^2 - E(y_orc - y)^2) and its
     se, ``mse`` and ``oracle_mse``, ``prompts``.
     """
+    if model is not None and not isinstance(model, ICLTransformer):
+        raise ParameterError(f"model must be an ICLTransformer or None, got {type(model).__name__}")
+    if not isinstance(data, MoRConfig):
+        raise ParameterError(f"data must be a MoRConfig, got {data!r}")
+    if not isinstance(config, EvalConfig):
+        raise ParameterError(f"config must be an EvalConfig, got {config!r}")
+    seed = check_seed(seed, "seed")
     positions = list(config.positions) if config.positions is not None else [data.n]
     for m in positions:
         if m > data.n:

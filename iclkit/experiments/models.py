@@ -36,7 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from iclkit.theory.rng import make_generator
-from iclkit.theory.validation import ParameterError, check_choice, check_int_fields, check_shape
+from iclkit.theory.validation import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_int_fields,
+    check_shape,
+)
 
 __all__ = ["ARCHITECTURES", "ICLTransformer", "ModelConfig", "build_model"]
 
@@ -89,6 +95,8 @@ class ModelConfig:
                 f"heads must divide D (D={self.D}, heads={self.heads}): head size is D / heads"
             )
         check_choice(self.arch, "arch", ARCHITECTURES)
+        check_bool(self.mlp, "mlp")
+        check_bool(self.norm, "norm")
 
 
 class _CausalSelfAttention(nn.Module):

@@ -39,7 +39,6 @@ from iclkit.theory.validation import (
     check_choice,
     check_int,
     check_int_fields,
-    check_positive,
     check_real,
     check_seed,
 )
@@ -62,6 +61,10 @@ Device = Literal["cpu", "cuda", "auto"]
 #: AdamW's betas must stay below 1 (a moment average that never forgets); this is the largest
 #: value accepted.
 _MAX_ADAM_BETA = 0.999999
+
+#: Largest learning rate accepted: a typo guard far above any AdamW rate that trains (~1e-2)
+#: and far inside float32, the dtype the optimiser scales the float32 parameters' updates in.
+MAX_LR = 1e3
 
 #: :attr:`TrainResult.final_loss` averages the last 1/20 (5%) of the steps.
 _FINAL_LOSS_FRACTION = 20
@@ -139,7 +142,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_int_fields(self, {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1})
         check_seed(self.seed, "seed")
-        check_positive(self.lr, "lr")
+        check_real(self.lr, "lr", minimum=0.0, maximum=MAX_LR, strict_minimum=True)
         check_real(self.weight_decay, "weight_decay", minimum=0.0)
         check_real(self.adam_beta1, "adam_beta1", minimum=0.0, maximum=_MAX_ADAM_BETA)
         check_real(self.adam_beta2, "adam_beta2", minimum=0.0, maximum=_MAX_ADAM_BETA)
@@ -149,13 +152,17 @@ class TrainConfig:
         if self.mode == "fixed":
             if self.pool_size is None:
                 raise ParameterError("pool_size must be given (B >= 1) when mode='fixed'")
-            check_int(self.pool_size, "pool_size", minimum=1)
+            object.__setattr__(self, "pool_size", check_int(self.pool_size, "pool_size", minimum=1))
             if self.curriculum is not None:
                 raise ParameterError(
                     "curriculum must be None when mode='fixed' (the pool of B prompts is fixed)"
                 )
         elif self.pool_size is not None:
             raise ParameterError("pool_size must be None when mode='fresh'")
+        if self.curriculum is not None and not isinstance(self.curriculum, Curriculum):
+            raise ParameterError(
+                f"curriculum must be a Curriculum or None, got {self.curriculum!r}"
+            )
         check_choice(self.device, "device", get_args(Device))
 
 
@@ -289,6 +296,13 @@ def train(
     progress : bool
         Show a tqdm bar with the loss and ETA (only when stderr is a terminal).
     """
+    for name, value, kind in (
+        ("model_config", model_config, ModelConfig),
+        ("data", data, MoRConfig),
+        ("config", config, TrainConfig),
+    ):
+        if not isinstance(value, kind):
+            raise ParameterError(f"{name} must be a {kind.__name__}, got {value!r}")
     if model_config.d != data.d:
         raise ParameterError(f"d: the model has d={model_config.d} but the data has d={data.d}")
     if model_config.max_n < data.n:
@@ -370,8 +384,13 @@ def train(
             loss = ((pred[:, 1:] - y[:, 1:]) ** 2).mean()
             if not bool(torch.isfinite(loss)):
                 raise ParameterError(
-                    f"lr: the training loss became {float(loss)} at step {step}; "
+                    f"lr: the training loss became {float(loss.detach())} at step {step}; "
                     f"lower lr (now {config.lr:g}) or raise warmup"
+                    + (
+                        f", or lower weight_decay (now {config.weight_decay:g})"
+                        if config.weight_decay > 0
+                        else ""
+                    )
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

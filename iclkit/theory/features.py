@@ -130,10 +130,12 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         K = check_int(self.K, "K", minimum=2)
-        check_int(self.N, "N", minimum=1)
+        object.__setattr__(self, "K", K)  # stored as int: 3.0 and np.int64(3) become 3
+        object.__setattr__(self, "N", check_int(self.N, "N", minimum=1))
         if self.d is None:
             object.__setattr__(self, "d", K)
         d = check_int(self.d, "d", minimum=1)
+        object.__setattr__(self, "d", d)
         if d < K:
             raise ParameterError(f"d must be >= K={K} (orthonormal features), got {d}")
         check_choice(self.basis, "basis", get_args(Basis))

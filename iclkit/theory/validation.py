@@ -138,13 +138,16 @@ def check_real(
 
 
 def check_int_fields(config: object, minimums: Mapping[str, int], *, prefix: str = "") -> None:
-    """:func:`check_int` on each named field of a config against its minimum.
+    """:func:`check_int` on each named field of a config against its minimum, storing the
+    checked value back as a Python int (``3.0`` and ``np.int64(3)`` become ``3``; the config
+    may be a frozen dataclass: this is meant for ``__post_init__``).
 
     The message names the field as ``prefix + field`` (``prefix="curriculum."`` for a nested
     config).
     """
     for field_name, minimum in minimums.items():
-        check_int(getattr(config, field_name), prefix + field_name, minimum=minimum)
+        value = check_int(getattr(config, field_name), prefix + field_name, minimum=minimum)
+        object.__setattr__(config, field_name, value)
 
 
 def check_bool(value: object, name: str) -> bool:

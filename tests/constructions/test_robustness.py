@@ -18,7 +18,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iclkit.constructions.algorithms import em, gradient_em, ols, ridge
+from iclkit.constructions.algorithms import (
+    em,
+    em_step,
+    gradient_em,
+    gradient_em_step,
+    ols,
+    ridge,
+    symmetric_gradient_em_step,
+)
 from iclkit.constructions.estimate import ALGORITHMS, AlgorithmConfig, run_algorithm
 from iclkit.constructions.gradient_em_transformer.build import build_gradient_em_transformer
 from iclkit.constructions.gradient_em_transformer.config import ConstructionConfig
@@ -215,6 +223,83 @@ def test_construction(
         ),
         ran,
     )  # fmt: skip
+
+
+@EXAMPLES
+@given(
+    how=TENSORS, T_inner=st.one_of(st.integers(1, 4), JUNK),
+    alpha=st.one_of(st.floats(0.01, 2.0), st.sampled_from([50.0, 1e6, 1e300]), JUNK),
+    estimate_pi=st.booleans(),
+)  # fmt: skip
+def test_single_steps(
+    how: dict[str, str], T_inner: Any, alpha: Any, estimate_pi: bool, robustness: Record
+) -> None:
+    """One step: finite (B, K, d) betas and (B, K) pi, or ParameterError; never NaN/inf."""
+    a = {k: variant(v, how[k]) for k, v in VALID.items()}
+
+    def pair(res: Any) -> str:
+        betas, pi = res
+        assert betas.shape == (B, K, np.shape(a["X"])[-1]) and pi.shape == (B, K)
+        finite(betas, pi)
+        return "finite"
+
+    def single(beta: Any) -> str:
+        assert beta.shape == (B, np.shape(a["X"])[-1])
+        finite(beta)
+        return "finite"
+
+    args = (a["X"], a["y"], a["init"], a["pi"], a["sigma"])
+    outcome(robustness, lambda: em_step(*args, estimate_pi=estimate_pi), pair)
+    outcome(
+        robustness,
+        lambda: gradient_em_step(*args, T_inner=T_inner, alpha=alpha, estimate_pi=estimate_pi),
+        pair,
+    )
+    beta = a["init"][:, 0] if isinstance(a["init"], torch.Tensor) and a["init"].dim() == 3 else None
+    outcome(
+        robustness,
+        lambda: symmetric_gradient_em_step(
+            a["X"], a["y"], beta, a["sigma"], T_inner=T_inner, alpha=alpha
+        ),
+        single,
+    )
+
+
+def test_a_diverging_step_is_a_parameter_error_naming_alpha() -> None:
+    """The step contract: where gradient_em says ``diverged`` (keeping the last finite
+    iterate), the single step raises ParameterError naming alpha, never returns NaN/inf."""
+    X, y, init, sigma = VALID["X"], VALID["y"], VALID["init"], VALID["sigma"]
+    res = gradient_em(X, y, init, sigma, T_outer=200, alpha=1e6)
+    assert res.status == "diverged" and res.first_nonfinite is not None
+    finite(res.betas)
+    betas, pi = init, VALID["pi"]
+    with pytest.raises(ParameterError, match=r"^alpha: the gradient-EM step \(alpha=1e\+06\)"):
+        for _ in range(200):
+            betas, pi = gradient_em_step(X, y, betas, pi, sigma, alpha=1e6)
+    with pytest.raises(ParameterError, match="^alpha: the symmetric gradient-EM step"):
+        beta = init[:, 0]
+        for _ in range(200):
+            beta = symmetric_gradient_em_step(X, y, beta, sigma, alpha=1e6)
+
+
+def test_a_non_finite_em_step_is_a_parameter_error_naming_betas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The boundary refuses data whose Gram matrices would overflow, so a valid EM step is
+    finite; the guard behind it is tested on an M-step made to return NaN for prompt 1."""
+    import iclkit.constructions.algorithms as alg
+
+    real = alg._m_step
+
+    def broken(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        betas, pi = real(*args)
+        betas = betas.clone()
+        betas[1, 0, 0] = math.nan
+        return betas, pi
+
+    monkeypatch.setattr(alg, "_m_step", broken)
+    with pytest.raises(ParameterError, match=r"^betas: the EM step .* 1 of 3 prompts \(prompt 1\)"):
+        em_step(VALID["X"], VALID["y"], VALID["init"], None, VALID["sigma"])
 
 
 def test_numpy_arrays_are_taken_as_tensors() -> None:

@@ -21,7 +21,9 @@ from iclkit.theory.mor import MoRConfig
 from iclkit.theory.rng import make_generator
 from iclkit.theory.validation import (
     ParameterError,
+    as_float_array,
     check_int,
+    check_memory,
     check_positive,
     check_real,
     check_seed,
@@ -46,6 +48,17 @@ DEFAULT_SIGMA = {"linear": 0.0, "mor": 0.5}
 #: Default scale of the structured init: ``s^2 ||Gamma||_op sqrt(d) = 1``, half the bound 2 of
 #: ZFB Thm 4.1's condition (and of its MoR analogue).
 INIT_CONDITION_TARGET = 1.0
+
+#: Dense (state x state) arrays an implicit solver holds: the Jacobian, its LU factors and
+#: Radau's complex pair count as four (a lower bound: the memory estimate refuses only what
+#: cannot fit).
+JACOBIAN_COPIES = 4
+
+#: scipy solvers that form dense Jacobians.
+IMPLICIT_METHODS = ("Radau", "BDF", "LSODA")
+
+#: (d x d) float64 matrices of the moments and the fixed-point solution.
+MOMENT_COPIES = 16
 
 #: Default scale when the condition is void (symmetric MoR, G* = 0): any s > 0 converges.
 SYMMETRIC_INIT_SCALE = 0.5
@@ -155,8 +168,11 @@ class LSAConfig:
     gradient_tol: float = 1e-13
 
     def __post_init__(self) -> None:
-        check_int(self.d, "d", minimum=1)
-        check_int(self.n, "n", minimum=1)
+        # sizes are stored as Python ints (3.0 and np.int64(3) become 3)
+        for name in ("d", "n"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=1))
+        if self.data == "mor":
+            object.__setattr__(self, "K", check_int(self.K, "K", minimum=1))
         _choice(self.data, "data", ("linear", "mor"))
         _choice(self.init, "init", ("structured", "random"))
         _choice(self.flow, "flow", (None, *FLOWS))
@@ -165,8 +181,9 @@ class LSAConfig:
             raise ParameterError(
                 "flow: the random init has w^PV_21, w^KQ_21 != 0, so only flow='full' applies"
             )
+        check_memory(float(min(self.memory_estimate(), 2**1000)), "d", "the LSA gradient flow")
         if self.lambda_spectrum is not None:
-            spec = np.asarray(self.lambda_spectrum, dtype=np.float64)
+            spec = as_float_array(self.lambda_spectrum, "lambda_spectrum")
             if spec.shape != (self.d,):
                 raise ParameterError(
                     f"lambda_spectrum must have d = {self.d} values, got {spec.size}"
@@ -176,15 +193,30 @@ class LSAConfig:
                     "lambda_spectrum: Lambda must be positive definite (all eigenvalues > 0), "
                     f"got {spec.tolist()}"
                 )
+        if self.pi is not None:  # a tuple of floats (MoRConfig checks it is a distribution)
+            pi = as_float_array(self.pi, "pi").reshape(-1)
+            object.__setattr__(self, "pi", tuple(float(v) for v in pi))
         if self.lambda_rotation_seed is not None:
             check_seed(self.lambda_rotation_seed, "lambda_rotation_seed")
-        check_real(self.noise_sd, "sigma", minimum=0.0)
+        if self.sigma is not None:
+            object.__setattr__(self, "sigma", check_real(self.sigma, "sigma", minimum=0.0))
         if self.init_scale is not None:
             check_positive(self.init_scale, "init_scale")
         check_seed(self.seed, "seed")
         for name in ("t_max", "rtol", "atol", "gradient_tol"):
             check_positive(getattr(self, name), name)
         self.data_config()  # the data model validates K, pi, prior, prior_scale and MoR's sigma
+
+    def memory_estimate(self) -> int:
+        """Bytes the flow's solver needs at least, from the state dimension ``D_s`` of the flow:
+        ``d + 2`` (eigen), ``d^2 + 1`` (reduced), ``2 (d + 1)^2`` (full). The implicit solvers
+        hold a few dense ``D_s x D_s`` Jacobians and factors (counted as
+        :data:`JACOBIAN_COPIES`), the moments a few ``d x d`` matrices (:data:`MOMENT_COPIES`);
+        an exact Python int (``d`` may be any int until this refuses it)."""
+        d = int(self.d)
+        dim = {"eigen": d + 2, "reduced": d * d + 1, "full": 2 * (d + 1) ** 2}[self.flow_name]
+        copies = JACOBIAN_COPIES if self.method in IMPLICIT_METHODS else 0
+        return 8 * (copies * dim * dim + MOMENT_COPIES * d * d + dim)
 
     @property
     def noise_sd(self) -> float:

@@ -15,8 +15,10 @@ from typing import Literal
 from iclkit.theory.features import FeatureConfig
 from iclkit.theory.validation import (
     ParameterError,
+    check_bool,
     check_choice,
     check_int,
+    check_memory,
     check_positive,
     check_real,
     check_seed,
@@ -45,6 +47,18 @@ DEFAULT_STEPS = 100_000
 
 #: Upper limit of ``steps`` (a typo guard: 10^9 steps take days).
 MAX_STEPS = 10**9
+
+#: Longest prompt the simulators take: the exact count tables index prompts with int64, the
+#: monte-carlo prompts are allocated; beyond 2**40 tokens neither is meaningful (a typo guard).
+MAX_N = 2**40
+
+#: Arrays of the monte-carlo batch's size (B, N + 1, d + 2) alive at once: the prompts and
+#: labels, their feature indices, the attention's scores and weights and autograd's copies of
+#: them (counted as six: a lower bound, the estimate refuses only what cannot fit).
+MC_COPIES = 6
+
+#: Most torch intra-op threads a run may ask for (a typo guard; torch takes a C int).
+MAX_THREADS = 4096
 
 #: ``max_time / eta`` within this of an integer counts as that integer (round-off in the ratio).
 _CEIL_SLACK = 1e-9
@@ -142,9 +156,12 @@ class SoftmaxConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.features, FeatureConfig):
             raise ParameterError(f"features must be a FeatureConfig, got {self.features!r}")
+        check_int(self.features.N, "N", maximum=MAX_N)
         eta = check_positive(self.eta, "eta")
         check_choice(self.method, "method", METHODS)
         check_choice(self.init, "init", ("zero", "random"))
+        for flag in ("include_query_in_softmax", "resample", "store_Z"):
+            check_bool(getattr(self, flag), flag)
         if self.steps is not None and self.max_time is not None:
             raise ParameterError("steps and max_time: give at most one of them")
         if self.stop_loss is not None:
@@ -157,15 +174,28 @@ class SoftmaxConfig:
             object.__setattr__(self, "steps", max(1, math.ceil(mt / eta - _CEIL_SLACK)))
         elif self.steps is None:
             object.__setattr__(self, "steps", DEFAULT_STEPS)
-        check_int(self.steps, "steps", minimum=1, maximum=MAX_STEPS)
+        # counts are stored as Python ints (3.0 and np.int64(3) become 3)
+        object.__setattr__(
+            self, "steps", check_int(self.steps, "steps", minimum=1, maximum=MAX_STEPS)
+        )
         check_real(self.init_scale, "init_scale", minimum=0.0)
-        check_int(self.batch_size, "batch_size", minimum=2)
         check_seed(self.seed, "seed")
-        check_int(self.record_resolution, "record_resolution", minimum=1)
+        for name, minimum in (("batch_size", 2), ("record_resolution", 1), ("max_terms", 1)):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=minimum))
         check_real(self.tail_mass, "tail_mass", minimum=0.0, maximum=1e-6)
-        check_int(self.max_terms, "max_terms", minimum=1)
+        if self.method == "monte-carlo":
+            fc = self.features
+            need = MC_COPIES * 8 * self.batch_size * (fc.N + 1) * (int(fc.d or fc.K) + 2)
+            name = "batch_size" if self.batch_size >= fc.N else "N"
+            check_memory(
+                float(need), name, f"{self.batch_size} prompts of N + 1 = {fc.N + 1} tokens"
+            )
         if self.torch_threads is not None:
-            check_int(self.torch_threads, "torch_threads", minimum=1)
+            object.__setattr__(
+                self,
+                "torch_threads",
+                check_int(self.torch_threads, "torch_threads", minimum=1, maximum=MAX_THREADS),
+            )
 
     @property
     def horizon(self) -> float:
