@@ -162,7 +162,7 @@ def _worker_environ() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in keys}
 
 
-def test_local_workers_keep_glibc_dynamic_mmap_threshold() -> None:
+def test_local_cluster_loopback_and_glibc_dynamic_mmap_threshold() -> None:
     """dask's nanny exports MALLOC_TRIM_THRESHOLD_ to its workers by default, which switches off
     glibc's dynamic mmap threshold (a page-fault storm per training step); the sweep's cluster
     must start its workers without it, and keep the single-threaded BLAS setting."""
@@ -173,6 +173,9 @@ def test_local_workers_keep_glibc_dynamic_mmap_threshold() -> None:
     try:
         with Client(cluster) as client:
             (env,) = client.run(_worker_environ).values()
+        # the unauthenticated dashboard and the scheduler listen on the loopback interface only
+        assert "//127.0.0.1:" in str(cluster.dashboard_link), cluster.dashboard_link
+        assert "127.0.0.1" in str(cluster.scheduler_address), cluster.scheduler_address
     finally:
         cluster.close()
     assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}
