@@ -307,7 +307,7 @@ def test_run_writes_tables_and_resumes(tmp_path: object) -> None:
 
 def test_config_and_preset_errors(tmp_path: object) -> None:
     assert set(MECHANISM_SCALES) == {"smoke", "quick", "paper"}
-    assert MECHANISM_SCALES["smoke"].init == "given"
+    assert {c.init for c in MECHANISM_SCALES.values()} == {"in-context"}
     with pytest.raises(ParameterError, match="init"):
         MechanismConfig(init="oracle")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="models"):
