@@ -89,7 +89,8 @@ class MechanismModel(Protocol):
 
     ``depths[r]`` is the network layer of read-out row r (0 = the input). Every method takes
     ``X (B, n, d)``, ``y (B, n)``, ``x_query (B, d)`` and ``init (B, K, d)``, the initial estimate
-    (used by the construction and the algorithm; a trained model ignores it).
+    (used by the construction and the algorithm; a trained model, the in-context construction
+    and an algorithm with its own ``start`` ignore it).
     """
 
     name: str
