@@ -11,12 +11,19 @@ every layer and its hidden state after every layer (:class:`MechanismModel`). Ad
   (:mod:`iclkit.constructions.gradient_em_transformer`). Its rows are the block iterates: row 0
   is the input, row t the layer after which the query token holds the t-th gradient-EM iterate
   ``beta^(t)``; the read-out there is ``x_query^T sum_k pi_k beta_k^(t)``.
+- :class:`InContextConstructionModel`: the same construction with its initial estimate computed
+  in context (:func:`~iclkit.constructions.gradient_em_transformer.build_in_context_transformer`:
+  spectral-initialisation layers in front). Row 0 is the layer after the initialisation layers
+  (the query token holds the spectral start ``beta^(0)``), row t the end of gradient-EM iteration
+  t; its depths are the real layer indices, so row 0 sits at depth ``L_init``.
 - :class:`GradientEMModel`: gradient EM itself (``T_outer`` iterations of ``T_inner`` steps of
   size ``alpha``, responsibilities ``gamma_ik = softmax_k(log pi_k - (y_i - x_i^T beta_k)^2 /
   (2 sigma^2))``, step ``beta_k += alpha (1/n) sum_i gamma_ik (y_i - x_i^T beta_k) x_i``
   [RECON, standard]), written in differentiable torch; row k is iterate k and its "hidden
   state" is the flattened ``beta^(k)`` (B, K d). It is the reference every model is compared
-  with, and a model with a known answer for the metrics.
+  with, and a model with a known answer for the metrics. It starts from the ``init`` it is
+  given, or, with ``start`` (e.g. :class:`SpectralStart`), from an initial estimate it computes
+  from the prompt itself (then differentiable through that start too).
 
 Metrics (all on the same held-out prompts, float64; ``w^(k) = sum_k pi_k beta_k^(k)``):
 
@@ -33,13 +40,22 @@ Metrics (all on the same held-out prompts, float64; ``w^(k) = sum_k pi_k beta_k^
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from iclkit.constructions.gradient_em_transformer import GradientEMTransformer
+from iclkit.constructions.gradient_em_transformer import (
+    GradientEMTransformer,
+    InContextEMTransformer,
+)
 from iclkit.constructions.layout import read_y
+from iclkit.constructions.spectral_init import (
+    spectral_functions,
+    spectral_init,
+    spectral_relu_sums,
+)
 from iclkit.theory.metrics import RiskEstimate
 from iclkit.theory.validation import ParameterError, check_int, check_positive, check_shape
 
@@ -49,7 +65,9 @@ from .models import ICLTransformer
 __all__ = [
     "ConstructionModel",
     "GradientEMModel",
+    "InContextConstructionModel",
     "MechanismModel",
+    "SpectralStart",
     "TransformerModel",
     "algorithm_gradients",
     "alignment",
@@ -71,7 +89,8 @@ class MechanismModel(Protocol):
 
     ``depths[r]`` is the network layer of read-out row r (0 = the input). Every method takes
     ``X (B, n, d)``, ``y (B, n)``, ``x_query (B, d)`` and ``init (B, K, d)``, the initial estimate
-    (used by the construction and the algorithm; a trained model ignores it).
+    (used by the construction and the algorithm; a trained model, the in-context construction
+    and an algorithm with its own ``start`` ignore it).
     """
 
     name: str
@@ -97,8 +116,48 @@ def weighted_readout(betas: Tensor, pi: Tensor, x_query: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- adapters
+class SpectralStart:
+    """The spectral initial estimate (B, P, d) of a prompt, computed outside any transformer.
+
+    It is the **surrogate** spectral initialisation of
+    :func:`iclkit.constructions.spectral_init.spectral_init` with the construction's ReLU sums
+    (:func:`~iclkit.constructions.spectral_init.spectral_relu_sums`), not the exact one. Why: the
+    in-context construction equals this surrogate to round-off (~1e-13), while the exact
+    initialisation differs from it by the scale ``s ~ sqrt(m2 - sigma^2)`` (its ReLU sum is
+    within ~6 % inside its domain; the directions agree to round-off). Starting the algorithm
+    from the exact start would put that scale gap into row 0 and carry it through every iterate,
+    so the alignment would measure the scalar approximation instead of whether the layers run
+    the gradient-EM iterations. The surrogate is itself a spectral estimate (same span and unit
+    vectors, scale within ~6 %), so it is also a fair start for the algorithm the trained models
+    are compared with.
+
+    Parameters
+    ----------
+    sigma : the noise level the start assumes (that of the construction).
+    P : number of vectors (K in the non-tied form).
+    T_power : power iterations (``ConstructionConfig.power_iterations``).
+    """
+
+    def __init__(self, sigma: float, P: int, T_power: int) -> None:
+        self.sigma = check_positive(sigma, "sigma")
+        self.P = check_int(P, "P", minimum=1)
+        self.T_power = check_int(T_power, "T_power", minimum=0)
+        self.functions = spectral_functions(spectral_relu_sums())
+
+    def __call__(self, X: Tensor, y: Tensor) -> Tensor:
+        """X : (B, n, d), y : (B, n) -> (B, P, d), differentiable in X and y."""
+        return spectral_init(
+            X.to(F64), y.to(F64), self.sigma, self.P, self.functions, T_power=self.T_power
+        ).init
+
+
 class GradientEMModel:
-    """Gradient EM (known sigma and pi) as a :class:`MechanismModel`: row k = iterate k."""
+    """Gradient EM (known sigma and pi) as a :class:`MechanismModel`: row k = iterate k.
+
+    ``start``: when given, a function ``(X, y) -> (B, K, d)`` that computes the initial estimate
+    from the prompt (e.g. :class:`SpectralStart`); the ``init`` argument of every method is then
+    ignored and every gradient includes the start's dependence on the prompt.
+    """
 
     def __init__(
         self,
@@ -109,6 +168,7 @@ class GradientEMModel:
         T_inner: int = 1,
         alpha: float = 1.0,
         name: str = "gradient_em",
+        start: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         self.sigma = check_positive(sigma, "sigma")
         self.pi = torch.tensor(pi, dtype=F64)
@@ -119,9 +179,13 @@ class GradientEMModel:
         self.alpha = check_positive(alpha, "alpha")
         self.name = name
         self.depths = tuple(range(self.T_outer + 1))
+        self.start = start
 
     def iterates(self, X: Tensor, y: Tensor, init: Tensor) -> list[Tensor]:
-        """``[beta^(0), ..., beta^(T_outer)]``, each (B, K, d), differentiable in X, y, init."""
+        """``[beta^(0), ..., beta^(T_outer)]``, each (B, K, d), differentiable in X, y, init
+        (``init`` replaced by ``start(X, y)`` when the model has a start)."""
+        if self.start is not None:
+            init = self.start(X, y)
         check_shape(init, "init", (X.shape[0], self.pi.numel(), X.shape[2]))
         n = X.shape[1]
         log_pi = torch.log(self.pi.clamp_min(torch.finfo(F64).tiny)).to(X.dtype)
@@ -220,6 +284,48 @@ class ConstructionModel:
         if torch.is_grad_enabled():  # the out-of-place path, which autograd can differentiate
             return read_y(self.tf.layout, self.tf.model.hidden_states(H0)[-1])
         return read_y(self.tf.layout, self.tf.model(H0))
+
+
+class InContextConstructionModel:
+    """The construction with its initial estimate computed in context, at its block iterates.
+
+    Row 0 is the layer after the ``init_layers`` spectral-initialisation layers (the query token
+    holds ``beta^(0)``); row t (t = 1..T_outer) the layer after the last inner step of gradient-EM
+    iteration t. ``depths`` are these real layer indices (row 0 at ``L_init``). The ``init``
+    argument of every method is ignored: the model computes its own start from the prompt.
+    """
+
+    def __init__(self, tf: InContextEMTransformer, name: str = "construction") -> None:
+        if tf.layout.base.symmetric:
+            raise ParameterError("tf must be the general (non-tied) construction")
+        self.tf = tf
+        self.name = name
+        T_inner = tf.em.T_inner
+        last = {t: layer for kind, t, s, layer in tf.report.block_ends
+                if kind == "inner" and s == T_inner - 1}  # fmt: skip
+        self.depths = (tf.init_layers, *(last[t] for t in range(tf.em.T_outer)))
+        self.pi = torch.tensor(tf.em.pi, dtype=F64)
+
+    def _embed(self, X: Tensor, y: Tensor, x_query: Tensor) -> Tensor:
+        return self.tf.embed(X.to(F64), y.to(F64), x_query.to(F64))
+
+    def layer_states(self, X: Tensor, y: Tensor, x_query: Tensor, init: Tensor) -> list[Tensor]:
+        rows = self.tf.model.token_states(self._embed(X, y, x_query), list(self.depths))
+        return [rows[layer] for layer in self.depths]
+
+    def layer_predictions(self, X: Tensor, y: Tensor, x_query: Tensor, init: Tensor) -> Tensor:
+        lay = self.tf.layout.base
+        out = []
+        for h in self.layer_states(X, y, x_query, init):
+            betas = torch.stack([h[:, lay.beta(k)] for k in range(lay.P)], 1)
+            out.append(weighted_readout(betas, self.pi, x_query.to(F64)))
+        return torch.stack(out)
+
+    def predict(self, X: Tensor, y: Tensor, x_query: Tensor, init: Tensor) -> Tensor:
+        H0 = self._embed(X, y, x_query)
+        if torch.is_grad_enabled():  # the out-of-place path, which autograd can differentiate
+            return read_y(self.tf.layout.base, self.tf.model.hidden_states(H0)[-1])
+        return read_y(self.tf.layout.base, self.tf.model(H0))
 
 
 # --------------------------------------------------------------------------- metrics

@@ -4,11 +4,22 @@ as parquet and resumable.
 
 Setting (the same as :mod:`.constructed_vs_trained`): K = 2, pi = (1/2, 1/2) known, sigma fixed,
 so one construction serves every prompt. The algorithm is gradient EM with the construction's
-schedule (``T_outer`` iterations of ``T_inner`` steps of size ``alpha``) from the same initial
-estimate the construction gets in its tokens (``init``: "given" = the truth plus a relative
-perturbation ``rho``, the local regime of the theory; "spectral" = the spectral estimate of
-:func:`iclkit.constructions.predictors.initial_estimate`, computed from the prompt outside the
-transformer).
+schedule (``T_outer`` iterations of ``T_inner`` steps of size ``alpha``) from the construction's
+initial estimate (``init``):
+
+- "in-context" (the presets' default): the construction computes its start from the prompt
+  (spectral-initialisation layers in front,
+  :func:`~iclkit.constructions.gradient_em_transformer.build_in_context_transformer`); the
+  algorithm starts from the same spectral estimate computed outside the transformer
+  (:class:`.mechanism.SpectralStart`, the surrogate the transformer equals to ~1e-13), and its
+  gradients include the start's dependence on the prompt;
+- "given": the truth plus a relative perturbation ``rho`` (the local regime of the theory),
+  placed in the construction's tokens;
+- "spectral": the spectral estimate of :func:`iclkit.constructions.predictors.initial_estimate`,
+  computed from the prompt outside the transformer and placed in its tokens.
+
+The trained transformers take no initial estimate; only the algorithm they are compared with
+changes with ``init`` (with "in-context" it starts from the spectral estimate of the prompt).
 
 Per model (a unit of work) four tables are written, each one parquet file
 ``OUT/mechanism/results/<table>-<model>-<run_id>.parquet`` (temporary file + rename):
@@ -39,6 +50,7 @@ import torch
 from iclkit.constructions.gradient_em_transformer import (
     ConstructionConfig,
     build_gradient_em_transformer,
+    build_in_context_transformer,
 )
 from iclkit.constructions.predictors import LOCAL_INIT_RHO, initial_estimate
 from iclkit.io import to_jsonable, write_atomically
@@ -66,7 +78,9 @@ from .constructed_vs_trained import (
 from .mechanism import (
     ConstructionModel,
     GradientEMModel,
+    InContextConstructionModel,
     MechanismModel,
+    SpectralStart,
     TransformerModel,
     algorithm_gradients,
     alignment,
@@ -92,7 +106,7 @@ __all__ = [
 ]
 
 #: How the construction (and the algorithm) gets its initial estimate; see the module docstring.
-InitMode = Literal["given", "spectral"]
+InitMode = Literal["in-context", "given", "spectral"]
 #: The models a run can measure, in the order they run.
 MechanismModelName = Literal["gradient_em", "construction", "relu_encoder", "gpt2"]
 MECHANISM_MODELS: tuple[str, ...] = get_args(MechanismModelName)
@@ -116,7 +130,8 @@ class MechanismConfig:
     seed : seeds training, prompts and the initial estimate.
     construction : the construction's gradient-EM schedule and ReLU terms (also the algorithm's
         schedule); ``symmetric`` must be False.
-    init : "given" or "spectral", the initial estimate of the construction and the algorithm.
+    init : "in-context", "given" or "spectral", the initial estimate of the construction and the
+        algorithm (module docstring); "in-context" uses ``construction.power_iterations``.
     rho : relative perturbation of the "given" initial estimate.
     D, layers, heads, training : the trained transformers (both architectures).
     models : which of :data:`MECHANISM_MODELS` to measure.
@@ -148,6 +163,8 @@ class MechanismConfig:
         check_choice(self.init, "init", get_args(InitMode))
         if self.construction.symmetric:
             raise ParameterError("construction.symmetric must be False (the non-tied K = 2 form)")
+        if self.init == "in-context" and self.d < K:
+            raise ParameterError(f"d must be >= K = {K} for init='in-context', got {self.d}")
         if not self.models:
             raise ParameterError("models must name at least one model")
         for m in self.models:
@@ -159,14 +176,15 @@ class MechanismConfig:
 def _from_comparison(c: ComparisonConfig) -> MechanismConfig:
     return MechanismConfig(
         d=c.d, n=c.n, sigma=c.sigma, prompts=c.prompts, seed=c.seed,
-        construction=c.construction, rho=c.rho, D=c.D, layers=c.layers, heads=c.heads,
-        training=c.training,
+        construction=c.construction, init="in-context", rho=c.rho, D=c.D, layers=c.layers,
+        heads=c.heads, training=c.training,
     )  # fmt: skip
 
 
 #: The scales of ``iclkit reproduce mechanism --preset``: those of the trained-vs-constructed
 #: comparison (smoke: d 3, n 12, 2 iterations, 150 steps; quick: d 5, n 40, 4 iterations, 1500
-#: steps; paper: n 100, 8 iterations, 50 000 steps).
+#: steps; paper: n 100, 8 iterations, 50 000 steps), every one with the in-context start (the
+#: construction's 177 spectral-initialisation layers cost ~1 s at the quick scale).
 MECHANISM_SCALES: dict[str, MechanismConfig] = {
     name: _from_comparison(c) for name, c in COMPARISON_SCALES.items()
 }
@@ -193,8 +211,16 @@ class MechanismRun:
 
 
 # --------------------------------------------------------------------------- prompts
+def _spectral_start(config: MechanismConfig) -> SpectralStart:
+    return SpectralStart(config.sigma, K, config.construction.power_iterations)
+
+
 def _initial(batch: MoRBatch, config: MechanismConfig) -> torch.Tensor:
-    """The initial estimate (B, K, d) of the construction and the algorithm."""
+    """The initial estimate (B, K, d) of the construction and the algorithm ("in-context": the
+    algorithm's spectral start, which the construction computes itself)."""
+    if config.init == "in-context":
+        with torch.no_grad():
+            return _spectral_start(config)(batch.X_train, batch.y_train)
     gen = make_generator(derive_seed(config.seed, "mechanism-init"))
     if config.init == "spectral":
         return initial_estimate(
@@ -308,8 +334,12 @@ def _build(
     """The model ``name`` and its final training loss (NaN when it is not trained)."""
     con = c.construction
     if name == "gradient_em":
-        model = GradientEMModel(c.sigma, PI, con.T_outer, T_inner=con.T_inner, alpha=con.alpha)
-        return model, float("nan")
+        return _algorithm(c), float("nan")
+    if name == "construction" and c.init == "in-context":
+        itf = build_in_context_transformer(
+            c.d, K, c.n, c.sigma, replace(con, init="in-context", symmetric=False), pi=PI
+        )
+        return InContextConstructionModel(itf), float("nan")
     if name == "construction":
         tf = build_gradient_em_transformer(
             c.d, K, c.n, c.sigma, con.T_outer, con.T_inner, con.alpha, con.relu_terms,
@@ -325,6 +355,15 @@ def _build(
         progress=progress,
     )
     return TransformerModel(res.model, name), res.final_loss
+
+
+def _algorithm(c: MechanismConfig) -> GradientEMModel:
+    """Gradient EM with the construction's schedule (from the spectral start when in context)."""
+    con = c.construction
+    start = _spectral_start(c) if c.init == "in-context" else None
+    return GradientEMModel(
+        c.sigma, PI, con.T_outer, T_inner=con.T_inner, alpha=con.alpha, start=start
+    )
 
 
 def run_mechanism(
@@ -364,8 +403,7 @@ def _run(config: MechanismConfig, out: str, progress: bool, draw: bool) -> Mecha
     data = MoRConfig(d=c.d, K=K, n=c.n, sigma=c.sigma)
     batch = sample_mor(data, c.prompts, seed=derive_seed(c.seed, "mechanism-eval"))
     init = _initial(batch, c)
-    con = c.construction
-    algorithm = GradientEMModel(c.sigma, PI, con.T_outer, T_inner=con.T_inner, alpha=con.alpha)
+    algorithm = _algorithm(c)
     shifted: list[tuple[str, float, MoRBatch, torch.Tensor]] = [
         ("x_scale", s, scale_x(batch, s), init) for s in c.x_scales
     ]

@@ -20,13 +20,18 @@ from iclkit.constructions.algorithms import gradient_em
 from iclkit.constructions.gradient_em_transformer import (
     ConstructionConfig,
     build_gradient_em_transformer,
+    build_in_context_transformer,
 )
 from iclkit.constructions.predictors import initial_estimate
+from iclkit.constructions.spectral_init import SpectralFunctions, spectral_init
 from iclkit.experiments.constructed_vs_trained import COMPARISON_TRAINING
 from iclkit.experiments.mechanism import (
     ConstructionModel,
     GradientEMModel,
+    InContextConstructionModel,
+    SpectralStart,
     TransformerModel,
+    algorithm_gradients,
     alignment,
     gradient_cosine,
     input_gradients,
@@ -200,6 +205,77 @@ def test_construction_rows_are_its_gradient_em_iterates(
     assert [s.shape for s in states] == [(B, construction.tf.report.D)] * 3
 
 
+@pytest.fixture(scope="module")
+def in_context() -> InContextConstructionModel:
+    config = ConstructionConfig(T_outer=2, relu_terms=8, init="in-context")
+    return InContextConstructionModel(build_in_context_transformer(3, 2, 12, SIGMA, config, pi=PI))
+
+
+def test_spectral_start_is_the_exact_spectral_init_up_to_its_scale(
+    prompts: tuple[MoRBatch, Tensor],
+) -> None:
+    batch, _ = prompts
+    X, y = batch.X_train, batch.y_train
+    start = SpectralStart(SIGMA, 2, 8)(X, y)
+    exact = spectral_init(X, y, SIGMA, 2, SpectralFunctions.exact(), T_power=8)
+    # same unit vectors (the Newton steps refine the ReLU-sum rsqrt to round-off) ...
+    unit = start / start.norm(dim=-1, keepdim=True)
+    assert torch.allclose(unit, exact.basis, atol=1e-9)
+    # ... and a scale within the documented <= 6 % of the sqrt sum (inside its domain)
+    ratio = start.norm(dim=-1) / exact.init.norm(dim=-1)
+    assert float((ratio - 1).abs().max()) <= 0.06
+
+
+def test_in_context_construction_rows_are_its_gradient_em_iterates(
+    prompts: tuple[MoRBatch, Tensor], in_context: InContextConstructionModel
+) -> None:
+    batch, _ = prompts
+    s = slice(0, 128)
+    X, y, xq = batch.X_train[s], batch.y_train[s], batch.x_query[s]
+    ignored = torch.full((128, 2, 3), float("nan"), dtype=torch.float64)  # it computes its own
+    start = SpectralStart(SIGMA, 2, in_context.tf.T_power)
+    alg = GradientEMModel(SIGMA, PI, 2, start=start)
+    with torch.no_grad():
+        preds = in_context.layer_predictions(X, y, xq, ignored)
+        alg_preds = alg.layer_predictions(X, y, xq, ignored)
+        beta0 = in_context.tf.initial_estimate(X, y, xq)
+    L0 = in_context.tf.init_layers
+    assert in_context.depths[0] == L0 and len(in_context.depths) == 3
+    assert in_context.depths[1] > L0 and in_context.depths[-1] < in_context.tf.model.L
+    # row 0 is the algorithm's start: the transformer equals the surrogate to ~1e-13; 1e-9
+    # leaves room for the round-off of 177 layers at other seeds
+    assert torch.allclose(beta0, start(X, y), atol=1e-9, rtol=0)
+    assert torch.allclose(preds[0], alg_preds[0], atol=1e-9, rtol=0)
+    cos, gap = alignment(preds, alg_preds)
+    for r in range(3):
+        # each row is nearest its own iterate; cosine > 0.9: with M = 8 ReLU terms and the
+        # (far) spectral start of n = 12 points the E-step sums are coarse (measured 0.957,
+        # 0.972 on these prompts)
+        assert int(gap[r].argmin()) == r and float(cos[r, r]) > 0.9
+    with torch.no_grad():
+        assert torch.allclose(in_context.predict(X, y, xq, ignored), preds[-1], atol=ROUNDOFF)
+    states = in_context.layer_states(X, y, xq, ignored)
+    assert [h.shape for h in states] == [(128, in_context.tf.layout.D)] * 3
+
+
+def test_in_context_gradients_include_the_start(
+    prompts: tuple[MoRBatch, Tensor], in_context: InContextConstructionModel
+) -> None:
+    batch, init = prompts
+    s = slice(0, 3)
+    X, y, xq, i0 = batch.X_train[s], batch.y_train[s], batch.x_query[s], init[s]
+    gx, gy = input_gradients(in_context, X, y, xq, i0, chunk=2)
+    fd = _finite_differences(in_context, X, y, xq, i0)
+    assert torch.allclose(torch.cat([gx, gy], 1), fd, atol=1e-6, rtol=0)
+    # the algorithm with a start differentiates through it: its d y^(0) / d y is not zero
+    alg = GradientEMModel(SIGMA, PI, 2, start=SpectralStart(SIGMA, 2, 8))
+    g0 = algorithm_gradients(alg, X, y, xq, i0)[0][1]
+    assert float(g0.abs().max()) > 1e-3
+    fd_alg = _finite_differences(alg, X, y, xq, i0)
+    last = algorithm_gradients(alg, X, y, xq, i0)[-1]
+    assert torch.allclose(torch.cat(last, 1), fd_alg, atol=1e-6, rtol=0)
+
+
 def _finite_differences(model: object, X: Tensor, y: Tensor, xq: Tensor, init: Tensor) -> Tensor:
     """Central differences of ``predict`` in (x_query, y), step 1e-5 (error ~ h^2 f''' ~ 1e-10
     away from ReLU kinks, round-off ~ 1e-16 / h = 1e-11)."""
@@ -260,8 +336,9 @@ def test_scale_x_scales_the_signal_and_keeps_the_noise(prompts: tuple[MoRBatch, 
 
 
 # --------------------------------------------------------------------------- the run
-def _tiny() -> MechanismConfig:
+def _tiny(init: str = "given") -> MechanismConfig:
     return MechanismConfig(
+        init=init,  # type: ignore[arg-type]
         d=2,
         n=6,
         prompts=16,
@@ -276,9 +353,10 @@ def _tiny() -> MechanismConfig:
     )
 
 
-def test_run_writes_tables_and_resumes(tmp_path: object) -> None:
+@pytest.mark.parametrize("init", ["given", "in-context"])
+def test_run_writes_tables_and_resumes(init: str, tmp_path: object) -> None:
     out = str(tmp_path)
-    first = run_mechanism(_tiny(), out)
+    first = run_mechanism(_tiny(init), out)
     assert first.models_run == ("gradient_em", "construction", "relu_encoder")
     a = first.tables["alignment"]
     # one row per (model, layer, iterate): 2 rows x 2 iterates, encoder 2 layers x 2 iterates
@@ -292,24 +370,31 @@ def test_run_writes_tables_and_resumes(tmp_path: object) -> None:
     stamps = {f: os.stat(os.path.join(results, f)).st_mtime_ns for f in files}
     stale = os.path.join(results, ".tmp-killed.parquet")
     open(stale, "wb").close()
-    second = run_mechanism(_tiny(), out, draw=False)
+    second = run_mechanism(_tiny(init), out, draw=False)
     assert second.models_run == () and len(second.models_skipped) == 3
     assert not os.path.exists(stale)  # a killed run's temporary file is cleaned
     assert {f: os.stat(os.path.join(results, f)).st_mtime_ns for f in files} == stamps
     pd.testing.assert_frame_equal(second.tables["alignment"], a)
     # losing one model's file reruns that model only; its checkpoint gives the same model
     os.unlink(os.path.join(results, f"probes-relu_encoder-{first.run_id}.parquet"))
-    third = run_mechanism(_tiny(), out, draw=False)
+    third = run_mechanism(_tiny(init), out, draw=False)
     assert third.models_run == ("relu_encoder",) and third.figures == {}
     cols = ["model", "layer", "iterate", "cosine", "mse_gap"]
     pd.testing.assert_frame_equal(third.tables["alignment"][cols], a[cols])
+    if init == "in-context":  # the construction's row 0 sits after its initialisation layers
+        con = a[a["model"] == "construction"]
+        assert int(con["depth"].min()) > 0
+        row0 = con[(con["layer"] == 0) & (con["iterate"] == 0)]
+        assert float(row0["mse_gap"].iloc[0]) < 1e-18  # (1e-9)^2: row 0 is the start
 
 
 def test_config_and_preset_errors(tmp_path: object) -> None:
     assert set(MECHANISM_SCALES) == {"smoke", "quick", "paper"}
-    assert MECHANISM_SCALES["smoke"].init == "given"
+    assert {c.init for c in MECHANISM_SCALES.values()} == {"in-context"}
     with pytest.raises(ParameterError, match="init"):
         MechanismConfig(init="oracle")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="d must be"):
+        MechanismConfig(d=1, init="in-context")
     with pytest.raises(ParameterError, match="models"):
         MechanismConfig(models=("lstm",))
     with pytest.raises(ParameterError, match="symmetric"):
