@@ -403,3 +403,17 @@ def test_config_and_preset_errors(tmp_path: object) -> None:
         MechanismConfig(x_scales=(0.0,))
     with pytest.raises(ParameterError, match="preset"):
         reproduce_mechanism("huge", str(tmp_path))
+
+
+def test_training_id_ignores_what_does_not_train() -> None:
+    """The trained models' checkpoints are keyed by the training fields only: a new construction
+    or init reuses them, a new training setting does not."""
+    from dataclasses import replace
+
+    from iclkit.experiments.mechanism_run import MECHANISM_SCALES, run_id, training_id
+
+    c = MECHANISM_SCALES["smoke"]
+    other_con = replace(c, construction=replace(c.construction, relu_terms=8), init="given")
+    assert run_id(other_con) != run_id(c) and training_id(other_con) == training_id(c)
+    assert training_id(replace(c, D=c.D * 2)) != training_id(c)
+    assert training_id(replace(c, training=replace(c.training, lr=1e-4))) != training_id(c)
