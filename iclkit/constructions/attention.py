@@ -27,6 +27,7 @@ Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
@@ -61,7 +62,8 @@ AttentionPath = Literal["auto", "dense"]
 
 #: Memory allowed for one block of attention scores (256 MiB): large enough that the loop over
 #: query chunks adds no measurable overhead, small enough for a laptop at n in the thousands.
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 2**20
+KEY_TILE_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,15 @@ def _as_slice(cols: torch.Tensor) -> slice | torch.Tensor:
 def _dense_heads(
     H: torch.Tensor, P: PackedHeads, mask: torch.Tensor, kind: AttentionKind, chunk_bytes: int
 ) -> torch.Tensor:
-    """The summed output (B, N, c) of the heads ``P`` with the full score matrix."""
+    """The summed output (B, N, c) of the heads ``P`` with the full score matrix.
+
+    Blocks of ``G`` prompts x ``k`` query rows x all ``N`` keys x all ``m`` heads: one batched
+    score product ``(G m, k, r) x (G m, r, N)`` into a reused buffer of at most ``chunk_bytes``,
+    the ReLU in place, one batched value product ``(G m, k, N) x (G m, N, c)`` and the sum over
+    heads. The key mask and ``1/n`` are folded into the values, so no pass over the scores
+    masks them (softmax masks its block once). Whole prompts are batched (``G > 1``) when one
+    prompt's scores fit, else one prompt in chunks of query rows.
+    """
     B, N, D = H.shape
     m, r, _ = P.Q.shape
     c = P.cols.numel()
@@ -225,27 +235,56 @@ def _dense_heads(
     v = (H @ P.V.reshape(m * c, D).T).reshape(B, N, m, c).transpose(1, 2)
     if kind != "softmax":
         v = v * (mask / mask.sum(-1).clamp_min(1)[:, None])[:, None, :, None]
-    v = v.contiguous()
-    # contiguous once, so that the chunk loop below never copies
+    # contiguous once, so that the block loop below never copies
+    v = v.contiguous().reshape(B * m, N, c)
     q = (H @ P.Q.reshape(m * r, D).T).reshape(B, N, m, r).transpose(1, 2).contiguous()
     kT = (H @ P.K.reshape(m * r, D).T).reshape(B, N, m, r).permute(0, 2, 3, 1).contiguous()
-    # one prompt at a time, queries in chunks: the (m, chunk, N) score block is written into one
-    # reused buffer and consumed at once (the score GEMMs have inner dimension r only, so their
-    # speed is set by writing this block; a hot, pre-faulted buffer is ~2x faster than fresh memory)
-    chunk = max(1, min(N, chunk_bytes // max(1, m * N * H.element_size())))
+    q, kT = q.reshape(B * m, N, r), kT.reshape(B * m, r, N)
+    G, rows, cols = _block_shape(B, N, m, H.element_size(), chunk_bytes, kind == "softmax")
     acc = H.new_empty(B, N, c)
-    buf = H.new_empty(m, chunk, N)
-    for b in range(B):
-        for start in range(0, N, chunk):
-            stop = min(N, start + chunk)
-            S = buf[:, : stop - start]
-            torch.matmul(q[b, :, start:stop], kT[b], out=S)  # (m, chunk, N)
-            if kind == "relu":
-                S.relu_()
-            elif kind == "softmax":
-                S = S.masked_fill(mask[b, None, None, :] == 0, float("-inf")).softmax(-1)
-            acc[b, start:stop] = torch.matmul(S, v[b]).sum(0)
+    buf = H.new_empty(G * m * rows * cols)
+    part = H.new_empty(G * m * rows * c)
+    off = mask == 0
+    for b0 in range(0, B, G):
+        b1 = min(B, b0 + G)
+        g, hb = b1 - b0, slice(b0 * m, b1 * m)
+        for s0 in range(0, N, rows):
+            s1 = min(N, s0 + rows)
+            k = s1 - s0
+            o = part[: g * m * k * c].view(g * m, k, c)
+            for j0 in range(0, N, cols):
+                j1 = min(N, j0 + cols)
+                S = buf[: g * m * k * (j1 - j0)].view(g * m, k, j1 - j0)
+                torch.bmm(q[hb, s0:s1], kT[hb, :, j0:j1], out=S)
+                if kind == "relu":
+                    S.relu_()
+                elif kind == "softmax":  # cols == N: the softmax sees every key
+                    S.view(g, m, k, N).masked_fill_(off[b0:b1, None, None, :], float("-inf"))
+                    S = S.softmax(-1)
+                if j0 == 0:
+                    torch.bmm(S, v[hb, j0:j1], out=o)
+                else:
+                    o.baddbmm_(S, v[hb, j0:j1])
+            torch.sum(o.view(g, m, k, c), 1, out=acc[b0:b1, s0:s1])
     return acc
+
+
+def _block_shape(
+    B: int, N: int, m: int, itemsize: int, chunk_bytes: int, full_rows: bool
+) -> tuple[int, int, int]:
+    """(prompts, query rows, keys) of one score block ``(prompts m, rows, keys)``.
+
+    At most ``chunk_bytes`` (at least one entry per head): whole prompts when one prompt's
+    scores fit, else full rows of keys when ``full_rows`` (softmax) or ``KEY_TILE_MIN_ROWS``
+    of them fit, else square-ish tiles of ``rows x keys``.
+    """
+    entries = max(1, chunk_bytes // (m * itemsize))
+    if N * N <= entries:
+        return max(1, min(B, entries // (N * N))), N, N
+    if full_rows or N * KEY_TILE_MIN_ROWS <= entries:
+        return 1, max(1, entries // N), N
+    side = max(1, math.isqrt(entries))
+    return 1, side, min(N, max(1, entries // side))
 
 
 class AttentionLayer(nn.Module):
