@@ -15,9 +15,9 @@ Layout (this project's choice): tokens are **rows**, ``H : (B, N, D)`` with ``N 
 ``Q h_i in R^r``; the paper's ``D x D`` matrix is this one padded with zero rows, same operator
 norm) and ``V : (D, D)``. Everything runs in the dtype of the weights (float64 by default).
 
-Two evaluation paths (``path``): "dense" evaluates a layer's heads together, one prompt at a
-time and queries in chunks so that the ``(heads, chunk, N)`` score block stays below a memory
-budget: O(N^2) per head. "auto" (the default) first detects, on the layer's input, the heads
+Two evaluation paths (``path``): "dense" evaluates a layer's heads together in blocks of
+prompts x query rows x keys small enough to stay in cache (score product, ReLU in place and
+value product of a block before the next): O(N^2) per head. "auto" (the default) first detects, on the layer's input, the heads
 whose train tokens all present the same key or the same query, and evaluates those exactly in
 O(N D) (:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
 Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
@@ -60,9 +60,13 @@ AttentionKind = Literal["relu", "linear", "softmax"]
 #: dense otherwise) or "dense" (every head with its full N x N scores).
 AttentionPath = Literal["auto", "dense"]
 
-#: Memory allowed for one block of attention scores (256 MiB): large enough that the loop over
-#: query chunks adds no measurable overhead, small enough for a laptop at n in the thousands.
+#: Memory of one block of attention scores (all heads): small enough that the block stays in
+#: the core's cache between its score product, ReLU and value product (a block in main memory
+#: made the dense path 3-5x slower, bound by memory traffic), large enough that the per-call
+#: overhead of the block loop stays small. Measured in ``docs/construction.md``.
 DEFAULT_CHUNK_BYTES = 2**20
+#: A block takes whole rows of keys while at least this many query rows fit in it, else tiles of
+#: query rows x keys (a score product of few rows is dominated by packing its key operand).
 KEY_TILE_MIN_ROWS = 64
 
 
@@ -192,7 +196,7 @@ def attention(
     if path == "dense" or kind == "softmax":
         if counts is not None:
             counts.dense += m
-        out[:, :, cols] += _dense_heads(H, P, mask, kind, chunk_bytes)
+        out[:, :, cols] += _dense_by_rank(H, P, mask, kind, chunk_bytes)
         return out
     if train is None:
         train = TrainTokens.from_mask(mask)
@@ -200,7 +204,8 @@ def attention(
     acc, own = structured_heads(H, P.Q, P.K, P.V, train, plan, relu=kind == "relu")
     if plan.dense.numel():
         g = plan.dense
-        acc += _dense_heads(H, PackedHeads(P.Q[g], P.K[g], P.V[g], P.cols), mask, kind, chunk_bytes)
+        dense = PackedHeads(P.Q[g], P.K[g], P.V[g], P.cols)
+        acc += _dense_by_rank(H, dense, mask, kind, chunk_bytes)
     if counts is not None:
         counts.shared_key += plan.shared_key.numel()
         counts.shared_query += plan.shared_query.numel()
@@ -214,6 +219,30 @@ def _as_slice(cols: torch.Tensor) -> slice | torch.Tensor:
     """``cols`` (sorted, distinct) as a slice when they are contiguous (a view, no gather)."""
     lo, hi = int(cols[0]), int(cols[-1]) + 1
     return slice(lo, hi) if hi - lo == cols.numel() else cols
+
+
+def _dense_by_rank(
+    H: torch.Tensor, P: PackedHeads, mask: torch.Tensor, kind: AttentionKind, chunk_bytes: int
+) -> torch.Tensor:
+    """:func:`_dense_heads` per group of heads of equal rank, the zero padding of Q, K trimmed.
+
+    A head's rank here is one past its last row of ``Q`` or ``K`` with a nonzero entry; the
+    trimmed rows add exact zeros to every score, so only the order of the sum over heads
+    changes (round-off).
+    """
+    m, r, _ = P.Q.shape
+    used = (P.Q != 0).any(2) | (P.K != 0).any(2)  # (m, r)
+    rank = (used * torch.arange(1, r + 1)).amax(1).clamp_min(1)  # (m,)
+    acc: torch.Tensor | None = None
+    for rho in rank.unique().tolist():
+        g = torch.nonzero(rank == rho).flatten()
+        part = P if g.numel() == m and rho == r else PackedHeads(
+            P.Q[g, :rho], P.K[g, :rho], P.V[g], P.cols
+        )  # fmt: skip
+        out = _dense_heads(H, part, mask, kind, chunk_bytes)
+        acc = out if acc is None else acc.add_(out)
+    assert acc is not None
+    return acc
 
 
 def _dense_heads(

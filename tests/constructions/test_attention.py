@@ -88,6 +88,21 @@ def test_score_blocks_match_naive_loop(kind: str, blocks: int) -> None:
     torch.testing.assert_close(got, _naive(H, heads, mask, kind), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["relu", "softmax"])
+def test_heads_of_different_ranks_match_naive_loop(kind: str) -> None:
+    # ranks 1, 3, 1, 2 (zero-padded to 3 when packed, trimmed per group of equal rank by the
+    # dense path), one head whose last row of Q is zero but not of K
+    g = torch.Generator().manual_seed(5)
+    B, N, D = 2, 9, 4
+    H = torch.randn(B, N, D, generator=g, dtype=f64)
+    mask = torch.ones(B, N, dtype=f64)
+    mask[:, -1] = 0
+    heads = [_random_heads(D, 1, r, g)[0] for r in (1, 3, 1, 2)]
+    heads[3].Q[-1] = 0.0
+    got = attention(H, heads, mask, kind=kind, path="dense")  # type: ignore[arg-type]
+    torch.testing.assert_close(got, _naive(H, heads, mask, kind), rtol=1e-12, atol=1e-12)
+
+
 def test_block_shape_stays_within_budget() -> None:
     for B, N, m, budget in [
         (16, 1001, 4, 2**20),
