@@ -231,8 +231,7 @@ def _dense_by_rank(
     changes (round-off).
     """
     m, r, _ = P.Q.shape
-    used = (P.Q != 0).any(2) | (P.K != 0).any(2)  # (m, r)
-    rank = (used * torch.arange(1, r + 1)).amax(1).clamp_min(1)  # (m,)
+    rank = _ranks(P)
     acc: torch.Tensor | None = None
     for rho in rank.unique().tolist():
         g = torch.nonzero(rank == rho).flatten()
@@ -243,6 +242,13 @@ def _dense_by_rank(
         acc = out if acc is None else acc.add_(out)
     assert acc is not None
     return acc
+
+
+def _ranks(P: PackedHeads) -> torch.Tensor:
+    """(m,) long: one past each head's last row of ``Q`` or ``K`` with a nonzero entry (>= 1)."""
+    r = P.Q.shape[1]
+    used = (P.Q != 0).any(2) | (P.K != 0).any(2)  # (m, r)
+    return (used * torch.arange(1, r + 1)).amax(1).clamp_min(1)
 
 
 def _dense_heads(
@@ -350,13 +356,12 @@ class AttentionLayer(nn.Module):
 
         Default: each head's own products, ``2 B N^2 (r_m + c_m)`` with ``r_m`` its score rank and
         ``c_m`` the coordinates its value writes (the useful work). ``performed=True``: what the
-        stacked evaluation actually multiplies (ranks zero-padded to the layer's largest, values
-        over the union of written coordinates), ``2 B N^2 m (r_max + c)``.
+        dense path actually multiplies (each head's rank without the packing's zero padding,
+        values over the union of the ``c`` written coordinates), ``2 B N^2 sum_m (r_m + c)``.
         """
         if performed:
-            m, r, _ = self.packed.Q.shape
             c = self.packed.cols.numel()
-            return 2 * B * N * N * m * (r + c)
+            return 2 * B * N * N * int((_ranks(self.packed) + c).sum())
         total = 0
         for h in self.heads:
             c_h = int((h.V.abs().sum(1) > 0).sum())
