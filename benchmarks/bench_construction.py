@@ -13,8 +13,8 @@ step, M = 64 ReLU terms (73 layers, 4 heads each but the read-out's 2). Measured
   9 blocks instead of 73 layers) at the same n, auto path (seconds, and the ratio to the
   attention-only forward measured just before);
 - the dense path's FLOP/s (score and value products of every head with its own rank,
-  ``AttentionLayer.flops``; ``performed=True``: values over the layer's written coordinates) against the
-  bare batched score product ``torch.bmm((B, n+1, d+1), (B, d+1, n+1))`` at the same n (the
+  ``AttentionLayer.flops``; ``performed=True``: values over the layer's written coordinates)
+  against the bare batched score product ``torch.bmm((B, n+1, d+1), (B, d+1, n+1))`` at the same n (the
   heads' score products have this shape, rank d + 1, but for a few rank-1 heads), written into
   one reused (B, n+1, n+1) buffer: ``dense_over_bare_bmm``. Since that product is bound by
   writing its n^2 outputs to memory, the same product is also timed written block by block

@@ -17,9 +17,10 @@ norm) and ``V : (D, D)``. Everything runs in the dtype of the weights (float64 b
 
 Two evaluation paths (``path``): "dense" evaluates a layer's heads together in blocks of
 prompts x query rows x keys small enough to stay in cache (score product, ReLU in place and
-value product of a block before the next): O(N^2) per head. "auto" (the default) first detects, on the layer's input, the heads
-whose train tokens all present the same key or the same query, and evaluates those exactly in
-O(N D) (:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
+value product of a block before the next; heads grouped by rank): O(N^2) per head. "auto" (the
+default) first detects, on the layer's input, the heads whose train tokens all present the same
+key or the same query, and evaluates those exactly in O(N D)
+(:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
 Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
 :meth:`AttentionTransformer.hidden_states` records every hidden state and
 :meth:`AttentionTransformer.token_states` only one token's row at chosen layers.

@@ -83,7 +83,8 @@ def test_score_blocks_match_naive_loop(kind: str, blocks: int) -> None:
     H = torch.randn(B, N, D, generator=g, dtype=f64)
     mask = (torch.rand(B, N, generator=g) > 0.3).to(f64)
     heads = _random_heads(D, m, 2, g)
-    got = attention(H, heads, mask, kind=kind, path="dense", chunk_bytes=blocks * m * 8)  # type: ignore[arg-type]
+    budget = blocks * m * 8
+    got = attention(H, heads, mask, kind=kind, path="dense", chunk_bytes=budget)  # type: ignore[arg-type]
     # float64 sums of ~20 O(1) terms, summed in another order per key tile: round-off ~1e-15
     torch.testing.assert_close(got, _naive(H, heads, mask, kind), rtol=1e-12, atol=1e-12)
 
