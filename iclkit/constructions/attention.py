@@ -15,11 +15,12 @@ Layout (this project's choice): tokens are **rows**, ``H : (B, N, D)`` with ``N 
 ``Q h_i in R^r``; the paper's ``D x D`` matrix is this one padded with zero rows, same operator
 norm) and ``V : (D, D)``. Everything runs in the dtype of the weights (float64 by default).
 
-Two evaluation paths (``path``): "dense" evaluates a layer's heads together, one prompt at a
-time and queries in chunks so that the ``(heads, chunk, N)`` score block stays below a memory
-budget: O(N^2) per head. "auto" (the default) first detects, on the layer's input, the heads
-whose train tokens all present the same key or the same query, and evaluates those exactly in
-O(N D) (:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
+Two evaluation paths (``path``): "dense" evaluates a layer's heads together in blocks of
+prompts x query rows x keys small enough to stay in cache (score product, ReLU in place and
+value product of a block before the next; heads grouped by rank): O(N^2) per head. "auto" (the
+default) first detects, on the layer's input, the heads whose train tokens all present the same
+key or the same query, and evaluates those exactly in O(N D)
+(:mod:`iclkit.constructions.structured_attention`); the other heads take the dense path.
 Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
 :meth:`AttentionTransformer.hidden_states` records every hidden state and
 :meth:`AttentionTransformer.token_states` only one token's row at chosen layers.
@@ -27,6 +28,7 @@ Each layer is a ``torch.nn.Module``, so standard forward hooks see every layer;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
@@ -59,9 +61,14 @@ AttentionKind = Literal["relu", "linear", "softmax"]
 #: dense otherwise) or "dense" (every head with its full N x N scores).
 AttentionPath = Literal["auto", "dense"]
 
-#: Memory allowed for one block of attention scores (256 MiB): large enough that the loop over
-#: query chunks adds no measurable overhead, small enough for a laptop at n in the thousands.
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+#: Memory of one block of attention scores (all heads): small enough that the block stays in
+#: the core's cache between its score product, ReLU and value product (a block in main memory
+#: made the dense path 3-5x slower, bound by memory traffic), large enough that the per-call
+#: overhead of the block loop stays small. Measured in ``docs/construction.md``.
+DEFAULT_CHUNK_BYTES = 2**19
+#: A block takes whole rows of keys while at least this many query rows fit in it, else tiles of
+#: query rows x keys (a score product of few rows is dominated by packing its key operand).
+KEY_TILE_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ def attention(
     if path == "dense" or kind == "softmax":
         if counts is not None:
             counts.dense += m
-        out[:, :, cols] += _dense_heads(H, P, mask, kind, chunk_bytes)
+        out[:, :, cols] += _dense_by_rank(H, P, mask, kind, chunk_bytes)
         return out
     if train is None:
         train = TrainTokens.from_mask(mask)
@@ -198,7 +205,8 @@ def attention(
     acc, own = structured_heads(H, P.Q, P.K, P.V, train, plan, relu=kind == "relu")
     if plan.dense.numel():
         g = plan.dense
-        acc += _dense_heads(H, PackedHeads(P.Q[g], P.K[g], P.V[g], P.cols), mask, kind, chunk_bytes)
+        dense = PackedHeads(P.Q[g], P.K[g], P.V[g], P.cols)
+        acc += _dense_by_rank(H, dense, mask, kind, chunk_bytes)
     if counts is not None:
         counts.shared_key += plan.shared_key.numel()
         counts.shared_query += plan.shared_query.numel()
@@ -214,10 +222,48 @@ def _as_slice(cols: torch.Tensor) -> slice | torch.Tensor:
     return slice(lo, hi) if hi - lo == cols.numel() else cols
 
 
+def _dense_by_rank(
+    H: torch.Tensor, P: PackedHeads, mask: torch.Tensor, kind: AttentionKind, chunk_bytes: int
+) -> torch.Tensor:
+    """:func:`_dense_heads` per group of heads of equal rank, the zero padding of Q, K trimmed.
+
+    A head's rank here is one past its last row of ``Q`` or ``K`` with a nonzero entry; the
+    trimmed rows add exact zeros to every score, so only the order of the sum over heads
+    changes (round-off).
+    """
+    m, r, _ = P.Q.shape
+    rank = _ranks(P)
+    acc: torch.Tensor | None = None
+    for rho in rank.unique().tolist():
+        g = torch.nonzero(rank == rho).flatten()
+        part = P if g.numel() == m and rho == r else PackedHeads(
+            P.Q[g, :rho], P.K[g, :rho], P.V[g], P.cols
+        )  # fmt: skip
+        out = _dense_heads(H, part, mask, kind, chunk_bytes)
+        acc = out if acc is None else acc.add_(out)
+    assert acc is not None
+    return acc
+
+
+def _ranks(P: PackedHeads) -> torch.Tensor:
+    """(m,) long: one past each head's last row of ``Q`` or ``K`` with a nonzero entry (>= 1)."""
+    r = P.Q.shape[1]
+    used = (P.Q != 0).any(2) | (P.K != 0).any(2)  # (m, r)
+    return (used * torch.arange(1, r + 1)).amax(1).clamp_min(1)
+
+
 def _dense_heads(
     H: torch.Tensor, P: PackedHeads, mask: torch.Tensor, kind: AttentionKind, chunk_bytes: int
 ) -> torch.Tensor:
-    """The summed output (B, N, c) of the heads ``P`` with the full score matrix."""
+    """The summed output (B, N, c) of the heads ``P`` with the full score matrix.
+
+    Blocks of ``G`` prompts x ``k`` query rows x all ``N`` keys x all ``m`` heads: one batched
+    score product ``(G m, k, r) x (G m, r, N)`` into a reused buffer of at most ``chunk_bytes``,
+    the ReLU in place, one batched value product ``(G m, k, N) x (G m, N, c)`` and the sum over
+    heads. The key mask and ``1/n`` are folded into the values, so no pass over the scores
+    masks them (softmax masks its block once). Whole prompts are batched (``G > 1``) when one
+    prompt's scores fit, else one prompt in chunks of query rows.
+    """
     B, N, D = H.shape
     m, r, _ = P.Q.shape
     c = P.cols.numel()
@@ -225,27 +271,58 @@ def _dense_heads(
     v = (H @ P.V.reshape(m * c, D).T).reshape(B, N, m, c).transpose(1, 2)
     if kind != "softmax":
         v = v * (mask / mask.sum(-1).clamp_min(1)[:, None])[:, None, :, None]
-    v = v.contiguous()
-    # contiguous once, so that the chunk loop below never copies
-    q = (H @ P.Q.reshape(m * r, D).T).reshape(B, N, m, r).transpose(1, 2).contiguous()
-    kT = (H @ P.K.reshape(m * r, D).T).reshape(B, N, m, r).permute(0, 2, 3, 1).contiguous()
-    # one prompt at a time, queries in chunks: the (m, chunk, N) score block is written into one
-    # reused buffer and consumed at once (the score GEMMs have inner dimension r only, so their
-    # speed is set by writing this block; a hot, pre-faulted buffer is ~2x faster than fresh memory)
-    chunk = max(1, min(N, chunk_bytes // max(1, m * N * H.element_size())))
-    acc = H.new_empty(B, N, c)
-    buf = H.new_empty(m, chunk, N)
-    for b in range(B):
-        for start in range(0, N, chunk):
-            stop = min(N, start + chunk)
-            S = buf[:, : stop - start]
-            torch.matmul(q[b, :, start:stop], kT[b], out=S)  # (m, chunk, N)
-            if kind == "relu":
-                S.relu_()
-            elif kind == "softmax":
-                S = S.masked_fill(mask[b, None, None, :] == 0, float("-inf")).softmax(-1)
-            acc[b, start:stop] = torch.matmul(S, v[b]).sum(0)
-    return acc
+    # keys as rows, queries as columns (contiguous once, so that the block loop never copies):
+    # a block holds the transposed scores (keys, queries), so the value product is a row of
+    # values times a row-major block, ~4x faster here than the block times a column of values
+    vT = v.transpose(2, 3).contiguous().reshape(B * m, c, N)
+    k_ = (H @ P.K.reshape(m * r, D).T).reshape(B, N, m, r).transpose(1, 2).contiguous()
+    qT = (H @ P.Q.reshape(m * r, D).T).reshape(B, N, m, r).permute(0, 2, 3, 1).contiguous()
+    k_, qT = k_.reshape(B * m, N, r), qT.reshape(B * m, r, N)
+    G, rows, cols = _block_shape(B, N, m, H.element_size(), chunk_bytes, kind == "softmax")
+    accT = H.new_empty(B, c, N)
+    buf = H.new_empty(G * m * rows * cols)
+    part = H.new_empty(G * m * rows * c)
+    off = mask == 0
+    for b0 in range(0, B, G):
+        b1 = min(B, b0 + G)
+        g, hb = b1 - b0, slice(b0 * m, b1 * m)
+        for s0 in range(0, N, rows):
+            s1 = min(N, s0 + rows)
+            k = s1 - s0
+            o = part[: g * m * c * k].view(g * m, c, k)
+            for j0 in range(0, N, cols):
+                j1 = min(N, j0 + cols)
+                ST = buf[: g * m * (j1 - j0) * k].view(g * m, j1 - j0, k)
+                torch.bmm(k_[hb, j0:j1], qT[hb, :, s0:s1], out=ST)
+                if kind == "relu":
+                    ST.relu_()
+                elif kind == "softmax":  # cols == N: the softmax sees every key
+                    ST.view(g, m, N, k).masked_fill_(off[b0:b1, None, :, None], float("-inf"))
+                    ST = ST.softmax(1)
+                if j0 == 0:
+                    torch.bmm(vT[hb, :, j0:j1], ST, out=o)
+                else:
+                    o.baddbmm_(vT[hb, :, j0:j1], ST)
+            torch.sum(o.view(g, m, c, k), 1, out=accT[b0:b1, :, s0:s1])
+    return accT.transpose(1, 2)
+
+
+def _block_shape(
+    B: int, N: int, m: int, itemsize: int, chunk_bytes: int, full_rows: bool
+) -> tuple[int, int, int]:
+    """(prompts, query rows, keys) of one score block ``(prompts m, rows, keys)``.
+
+    At most ``chunk_bytes`` (at least one entry per head): whole prompts when one prompt's
+    scores fit, else full rows of keys when ``full_rows`` (softmax) or ``KEY_TILE_MIN_ROWS``
+    of them fit, else square-ish tiles of ``rows x keys``.
+    """
+    entries = max(1, chunk_bytes // (m * itemsize))
+    if N * N <= entries:
+        return max(1, min(B, entries // (N * N))), N, N
+    if full_rows or N * KEY_TILE_MIN_ROWS <= entries:
+        return 1, max(1, entries // N), N
+    side = max(1, math.isqrt(entries))
+    return 1, side, min(N, max(1, entries // side))
 
 
 class AttentionLayer(nn.Module):
@@ -282,13 +359,12 @@ class AttentionLayer(nn.Module):
 
         Default: each head's own products, ``2 B N^2 (r_m + c_m)`` with ``r_m`` its score rank and
         ``c_m`` the coordinates its value writes (the useful work). ``performed=True``: what the
-        stacked evaluation actually multiplies (ranks zero-padded to the layer's largest, values
-        over the union of written coordinates), ``2 B N^2 m (r_max + c)``.
+        dense path actually multiplies (each head's rank without the packing's zero padding,
+        values over the union of the ``c`` written coordinates), ``2 B N^2 sum_m (r_m + c)``.
         """
         if performed:
-            m, r, _ = self.packed.Q.shape
             c = self.packed.cols.numel()
-            return 2 * B * N * N * m * (r + c)
+            return 2 * B * N * N * int((_ranks(self.packed) + c).sum())
         total = 0
         for h in self.heads:
             c_h = int((h.V.abs().sum(1) > 0).sum())

@@ -9,6 +9,7 @@ from iclkit.constructions.attention import (
     AttentionLayer,
     AttentionTransformer,
     Head,
+    _block_shape,
     attention,
     bai_norm,
 )
@@ -69,6 +70,52 @@ def test_chunking_does_not_change_result() -> None:
     a = attention(H, heads, mask)
     b = attention(H, heads, mask, chunk_bytes=1)  # one query per chunk
     torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["relu", "linear", "softmax"])
+@pytest.mark.parametrize("blocks", [1, 5, 40, 1100, 2000])
+def test_score_blocks_match_naive_loop(kind: str, blocks: int) -> None:
+    # score blocks of `blocks` entries per head: 1 x 1 tiles, partial tiles of query rows x keys
+    # (relu, linear; softmax takes whole rows of keys), whole prompts, several prompts at once;
+    # an irregular key mask (train tokens not in one block) so that every block is masked
+    g = torch.Generator().manual_seed(4)
+    B, N, D, m = 3, 23, 5, 3
+    H = torch.randn(B, N, D, generator=g, dtype=f64)
+    mask = (torch.rand(B, N, generator=g) > 0.3).to(f64)
+    heads = _random_heads(D, m, 2, g)
+    budget = blocks * m * 8
+    got = attention(H, heads, mask, kind=kind, path="dense", chunk_bytes=budget)  # type: ignore[arg-type]
+    # float64 sums of ~20 O(1) terms, summed in another order per key tile: round-off ~1e-15
+    torch.testing.assert_close(got, _naive(H, heads, mask, kind), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["relu", "softmax"])
+def test_heads_of_different_ranks_match_naive_loop(kind: str) -> None:
+    # ranks 1, 3, 1, 2 (zero-padded to 3 when packed, trimmed per group of equal rank by the
+    # dense path), one head whose last row of Q is zero but not of K
+    g = torch.Generator().manual_seed(5)
+    B, N, D = 2, 9, 4
+    H = torch.randn(B, N, D, generator=g, dtype=f64)
+    mask = torch.ones(B, N, dtype=f64)
+    mask[:, -1] = 0
+    heads = [_random_heads(D, 1, r, g)[0] for r in (1, 3, 1, 2)]
+    heads[3].Q[-1] = 0.0
+    got = attention(H, heads, mask, kind=kind, path="dense")  # type: ignore[arg-type]
+    torch.testing.assert_close(got, _naive(H, heads, mask, kind), rtol=1e-12, atol=1e-12)
+
+
+def test_block_shape_stays_within_budget() -> None:
+    for B, N, m, budget in [
+        (16, 1001, 4, 2**20),
+        (16, 4001, 4, 2**20),
+        (4, 50, 2, 2**20),
+        (1, 7, 1, 1),
+    ]:
+        for full_rows in (False, True):
+            G, rows, keys = _block_shape(B, N, m, 8, budget, full_rows)
+            assert 1 <= G <= B and 1 <= rows <= N and 1 <= keys <= N
+            assert G * m * rows * keys * 8 <= max(budget, m * 8) or (full_rows and rows == 1)
+            assert keys == N or not full_rows
 
 
 def test_masked_key_has_no_influence() -> None:
