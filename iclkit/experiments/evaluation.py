@@ -10,6 +10,20 @@ estimator used for the figures; the direct difference is stored beside it. The
 (:mod:`iclkit.constructions.bayes_optimal`): the floor of an in-context learner that knows the
 prior, sigma and pi (exactly so when sigma is fixed; see that module for the SNR case).
 
+The Bayes floor (``EvalConfig.bayes_prompts``): with ``snr`` the data set
+``sigma = R_min / eta`` per prompt from its components, so sigma carries information about them
+that the conjugate posterior ignores; on those prompts ``bayes_optimal`` is an approximation,
+not a floor. The floor is evaluated where it is exact: on ``bayes_prompts`` extra prompts
+(stream ``(seed, "eval-bayes")``) drawn with the same prior, K, pi, d and n but a *fixed* sigma
+equal to the median per-prompt sigma of the held-out SNR prompts (the SNR's typical sigma).
+Two rows come from them: ``bayes_optimal_fixed_sigma`` (posterior mean given the prompt, sigma
+and pi: enumeration while ``K^m K <= 2^15``, collapsed Gibbs above) and
+``transformer_fixed_sigma`` (the same trained transformer on the same prompts), so both are
+measured on one distribution, on which no predictor is below the first. A Gibbs estimate
+``y_B + e`` inflates ``E(y_hat - y_orc)^2`` by ``E e^2``; the stored excess risk subtracts, per
+prompt, the unbiased estimate ``se^2 = var(chain means) / chains`` of it, and its standard error
+is over prompts of the corrected terms (the chains' own bias, if not mixed, is not corrected).
+
 Every method is evaluated on the same held-out prompts (stream ``(seed, "eval")``) through the
 shared predictor signature ``predictor(batch, positions) -> (B, P)``, in float64: the
 transformer is cast to float64 for evaluation. Standard errors are Monte Carlo over prompts.
@@ -18,6 +32,7 @@ transformer is cast to float64 for evaluation. Standard errors are Monte Carlo o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +52,12 @@ from iclkit.constructions.predictors import (
     ZeroPredictor,
     resolve_positions,
 )
-from iclkit.theory.metrics import excess_risk, excess_risk_vs_oracle, prediction_mse
+from iclkit.theory.metrics import (
+    RiskEstimate,
+    excess_risk,
+    excess_risk_vs_oracle,
+    prediction_mse,
+)
 from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
 from iclkit.theory.validation import (
@@ -51,9 +71,33 @@ from iclkit.theory.validation import (
 
 from .models import ICLTransformer
 
-__all__ = ["BASELINES", "EvalConfig", "EvalResult", "TransformerPredictor", "evaluate"]
+__all__ = [
+    "BASELINES",
+    "BAYES_FLOOR",
+    "TRANSFORMER_FIXED_SIGMA",
+    "EvalConfig",
+    "EvalResult",
+    "TransformerPredictor",
+    "evaluate",
+]
 
-BASELINES: tuple[str, ...] = ("em", "em_local", "gradient_em", "ols", "bayes_optimal", "zero")
+BASELINES: tuple[str, ...] = (
+    "em",
+    "em_spectral",
+    "em_local",
+    "gradient_em",
+    "ols",
+    "bayes_optimal",
+    "zero",
+)
+
+#: Method names of the rows measured on the fixed-sigma prompts of ``EvalConfig.bayes_prompts``.
+BAYES_FLOOR = "bayes_optimal_fixed_sigma"
+TRANSFORMER_FIXED_SIGMA = "transformer_fixed_sigma"
+
+#: The Bayes floor enumerates exactly while K^m * K (component posteriors per prompt) is at most
+#: this (K = 2: m <= 14, K = 3: m <= 8, K = 5: m <= 5, K = 20: m <= 2), and runs Gibbs above.
+BAYES_ENUMERATION_BUDGET = 2**15
 
 #: Characters of an exception message kept in a failure entry (one line of a report).
 _FAILURE_MESSAGE_CHARS = 200
@@ -104,7 +148,9 @@ class EvalConfig:
     methods : tuple of str
         Baselines from :data:`BASELINES` to evaluate beside the transformer:
         ``em`` (EM from a random N(0, I) init: the practical algorithm, which does not know the
-        truth), ``em_local`` (EM from the truth plus a relative perturbation ``rho``: the local
+        truth), ``em_spectral`` (EM from the spectral moment start of
+        :func:`~iclkit.constructions.predictors.initial_estimate`: what a statistician would
+        run), ``em_local`` (EM from the truth plus a relative perturbation ``rho``: the local
         regime of the theory), ``gradient_em`` (from the local init), ``ols``, ``bayes_optimal``
         (the posterior mean given the prompt: enumeration over assignments for small prompts,
         collapsed Gibbs above; Gaussian prior and fixed pi only), ``zero``.
@@ -113,6 +159,12 @@ class EvalConfig:
     alpha : float
     rho : float
         Relative perturbation of the local init.
+    bayes_prompts : int or None
+        Prompts of the fixed-sigma Bayes floor (module docstring); None: not evaluated.
+    bayes_sweeps : int
+        Gibbs sweeps per chain of the floor (a quarter of them burn-in).
+    bayes_chains : int
+        Independent Gibbs chains (>= 2: their spread gives the Monte Carlo error).
     """
 
     prompts: int = 512
@@ -121,9 +173,16 @@ class EvalConfig:
     em_T: int = 20
     alpha: float = 1.0
     rho: float = LOCAL_INIT_RHO
+    bayes_prompts: int | None = None
+    bayes_sweeps: int = 200
+    bayes_chains: int = 8
 
     def __post_init__(self) -> None:
-        check_int_fields(self, {"prompts": 2, "em_T": 0})
+        check_int_fields(self, {"prompts": 2, "em_T": 0, "bayes_sweeps": 4, "bayes_chains": 2})
+        if self.bayes_prompts is not None:
+            object.__setattr__(
+                self, "bayes_prompts", check_int(self.bayes_prompts, "bayes_prompts", minimum=2)
+            )
         check_positive(self.alpha, "alpha")
         check_real(self.rho, "rho", minimum=0.0)
         if isinstance(self.methods, str) or not isinstance(self.methods, (tuple, list)):
@@ -161,6 +220,8 @@ class EvalResult:
 def _baseline(name: str, config: EvalConfig, seed: int, data: MoRConfig) -> Predictor:
     if name == "em":
         return EMPredictor(T=config.em_T, init="random", seed=seed, name="em")
+    if name == "em_spectral":
+        return EMPredictor(T=config.em_T, init="spectral", seed=seed, name="em_spectral")
     if name == "em_local":
         return EMPredictor(T=config.em_T, init="local", rho=config.rho, seed=seed, name="em_local")
     if name == "gradient_em":
@@ -218,6 +279,9 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     failures: dict[str, str] = {}
+    if config.bayes_prompts is not None:
+        # fails early (ParameterError naming prior / pi_mode) when the floor has no closed form
+        BayesOptimalPredictor.for_data(data)
     for pred in predictors:
         t0 = time.perf_counter()
         y_hat, failed = _predict(pred, batch, positions)
@@ -228,23 +292,87 @@ def evaluate(
                 failures[f"{pred.name}@{m}"] = failed[m]
                 continue
             er = excess_risk_vs_oracle(y_hat[:, j], oracle[:, j])
-            direct = excess_risk(y_hat[:, j], oracle[:, j], target[:, j])
-            mse = prediction_mse(y_hat[:, j], target[:, j])
-            rows.append(
-                {
-                    "method": pred.name,
-                    "position": int(m),
-                    "excess_risk": er.mean,
-                    "excess_risk_se": er.se,
-                    "excess_risk_direct": direct.mean,
-                    "excess_risk_direct_se": direct.se,
-                    "mse": mse.mean,
-                    "mse_se": mse.se,
-                    "oracle_mse": prediction_mse(oracle[:, j], target[:, j]).mean,
-                    "prompts": er.count,
-                }
-            )
-    return EvalResult(rows=tuple(rows), stats={"seconds": seconds, "failures": failures})
+            rows.append(_row(pred.name, m, y_hat[:, j], oracle[:, j], target[:, j], er))
+    stats: dict[str, Any] = {"seconds": seconds, "failures": failures}
+    if config.bayes_prompts is not None:
+        sigma = float(batch.sigma.median())
+        rows += _bayes_floor(
+            model, data, config, config.bayes_prompts, seed, positions, sigma, seconds
+        )
+        stats["bayes_sigma"] = sigma
+    return EvalResult(rows=tuple(rows), stats=stats)
+
+
+def _bayes_floor(
+    model: ICLTransformer | None,
+    data: MoRConfig,
+    config: EvalConfig,
+    prompts: int,
+    seed: int,
+    positions: list[int],
+    sigma: float,
+    seconds: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Rows of the Bayes floor and of the transformer on ``prompts`` prompts drawn like ``data``
+    but with the fixed noise level ``sigma`` (module docstring)."""
+    fixed = dataclasses.replace(data, snr=None, sigma=sigma)
+    batch = sample_mor(fixed, prompts, seed=derive_seed(seed, "eval-bayes"), dtype=torch.float64)
+    oracle = OraclePredictor()(batch, positions)
+    target = batch.y[:, positions]
+    bayes = BayesOptimalPredictor.for_data(
+        fixed,
+        max_assignments=max(1, BAYES_ENUMERATION_BUDGET // data.K),
+        sweeps=config.bayes_sweeps,
+        burn_in=config.bayes_sweeps // 4,
+        chains=config.bayes_chains,
+        seed=derive_seed(seed, "eval-bayes-gibbs"),
+    )
+    t0 = time.perf_counter()
+    y_b, mc_se = bayes.with_error(batch, positions)
+    seconds[BAYES_FLOOR] = time.perf_counter() - t0
+    out = []
+    for j, m in enumerate(positions):
+        # E(y_hat - y_orc)^2 - E e^2, per prompt: unbiased for the exact posterior mean's
+        corrected = _mean_se((y_b[:, j] - oracle[:, j]) ** 2 - mc_se[:, j] ** 2)
+        out.append(_row(BAYES_FLOOR, m, y_b[:, j], oracle[:, j], target[:, j], corrected))
+    if model is not None:
+        t0 = time.perf_counter()
+        y_t = TransformerPredictor(model)(batch, positions)
+        seconds[TRANSFORMER_FIXED_SIGMA] = time.perf_counter() - t0
+        for j, m in enumerate(positions):
+            er = excess_risk_vs_oracle(y_t[:, j], oracle[:, j])
+            out.append(_row(TRANSFORMER_FIXED_SIGMA, m, y_t[:, j], oracle[:, j], target[:, j], er))
+    return out
+
+
+def _mean_se(values: torch.Tensor) -> RiskEstimate:
+    count = int(values.numel())
+    return RiskEstimate(float(values.mean()), float(values.std(unbiased=True)) / count**0.5, count)
+
+
+def _row(
+    method: str,
+    m: int,
+    y_hat: torch.Tensor,
+    oracle: torch.Tensor,
+    target: torch.Tensor,
+    er: RiskEstimate,
+) -> dict[str, Any]:
+    """One result row at position m; ``er`` is the excess-risk estimate to store."""
+    direct = excess_risk(y_hat, oracle, target)
+    mse = prediction_mse(y_hat, target)
+    return {
+        "method": method,
+        "position": int(m),
+        "excess_risk": er.mean,
+        "excess_risk_se": er.se,
+        "excess_risk_direct": direct.mean,
+        "excess_risk_direct_se": direct.se,
+        "mse": mse.mean,
+        "mse_se": mse.se,
+        "oracle_mse": prediction_mse(oracle, target).mean,
+        "prompts": er.count,
+    }
 
 
 def _predict(

@@ -9,7 +9,12 @@ reviews / brief]); the exact axes of the paper are [NOT FOUND]:
 - fig4: excess test risk at the full prompt vs the hidden size D; log-log (base 2 in x).
 
 One colour per SNR; the transformer is a solid line with a +-1 standard-error band, the EM
-baseline (random init, ``em``) the same colour dashed. Drawn on a figure that pyplot never
+baseline (random init, ``em``) the same colour dashed, EM from the spectral start
+(``em_spectral``) dash-dotted. Where the rows hold them (fig1), the Bayes floor on fixed-sigma
+prompts (``bayes_optimal_fixed_sigma``, :mod:`iclkit.experiments.evaluation`) is a thick dotted
+line and the transformer on the same prompts (``transformer_fixed_sigma``) a thin dotted line
+with crosses. Every curve is excess risk over the oracle, so the oracle is the 0 line (not
+drawable on a log axis; the title says so). Drawn on a figure that pyplot never
 sees (:func:`iclkit.io.new_figure`) and saved as PDF (TrueType fonts) and PNG, each written
 atomically (:func:`iclkit.io.save_figure`). With several seeds per point the
 mean over seeds is drawn and the band is the combined standard error
@@ -30,6 +35,7 @@ from iclkit.io import COLORS, new_figure, save_figure
 from iclkit.theory.validation import ParameterError
 
 from .cells import FIGURES
+from .evaluation import BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA
 from .storage import read_results
 
 __all__ = ["FigureResult", "draw_figure"]
@@ -37,8 +43,14 @@ __all__ = ["FigureResult", "draw_figure"]
 _X = {"fig2": ("B", "number of training prompts B"), "fig3": ("d", "dimension d"),
       "fig4": ("D", "hidden size D")}  # fmt: skip
 
-#: Method drawn -> line style: the transformer solid, the EM baseline (random init) dashed.
-_METHODS = {"transformer": "-", "em": "--"}
+#: Method drawn -> (line style, marker, line width, legend label).
+_METHODS: dict[str, tuple[str, str | None, float, str]] = {
+    "transformer": ("-", "o", 1.5, "TF"),
+    "em": ("--", None, 1.5, "EM, random start"),
+    "em_spectral": ("-.", None, 1.5, "EM, spectral start"),
+    TRANSFORMER_FIXED_SIGMA: (":", "x", 1.0, "TF, fixed sigma"),
+    BAYES_FLOOR: (":", None, 2.5, "Bayes floor, fixed sigma"),
+}
 
 FONT_SIZE = 9  # points: legible at a single-column width of ~3.3 in
 LEGEND_FONT_SIZE = 7
@@ -82,7 +94,7 @@ def _band(ax: Any, x: np.ndarray, y: np.ndarray, se: np.ndarray, **kw: Any) -> N
 def _curves(ax: Any, pts: pd.DataFrame, xkey: str, snrs: list[float], markersize: float) -> None:
     """One curve with its band per SNR (colour) and method (line style), along ``xkey``."""
     for i, s in enumerate(snrs):
-        for meth, ls in _METHODS.items():
+        for meth, (ls, marker, width, label) in _METHODS.items():
             g = pts[(pts.snr == s) & (pts.method == meth)].sort_values(xkey)
             if g.empty:
                 continue
@@ -93,9 +105,10 @@ def _curves(ax: Any, pts: pd.DataFrame, xkey: str, snrs: list[float], markersize
                 g["se"].to_numpy(float),
                 color=COLORS[i % len(COLORS)],
                 linestyle=ls,
-                marker="o" if meth == "transformer" else None,
+                linewidth=width,
+                marker=marker,
                 markersize=markersize,
-                label=f"{'TF' if meth == 'transformer' else 'EM'}, SNR {s:g}",
+                label=f"{label}, SNR {s:g}",
             )
 
 
@@ -129,8 +142,21 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
                 ax.set_title(f"K = {K}")
                 ax.set_xlabel("prompt length n")
                 ax.grid(True, which="both", alpha=GRID_ALPHA)
-            axes[0][0].set_ylabel("excess test risk")
-            axes[0][-1].legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
+            axes[0][0].set_ylabel("excess test risk over the oracle")
+            legend: dict[str, Any] = {}
+            for ax in axes[0]:
+                for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                    legend.setdefault(lab, h)
+            labels, handles = list(legend), list(legend.values())
+            fig.legend(
+                handles,
+                labels,
+                fontsize=LEGEND_FONT_SIZE,
+                frameon=False,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.06),
+                ncol=len(snrs),  # one column per SNR
+            )
         else:
             xkey, xlabel = _X[figure]
             sub = frame[frame["position"] == frame["n"]]
@@ -149,7 +175,9 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
             ax.legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         K_txt = "" if figure == "fig1" else f", K = {int(frame['K'].iloc[0])}"
         fig.suptitle(
-            f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}", fontsize=FONT_SIZE, y=1.02
+            f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}; oracle = 0",
+            fontsize=FONT_SIZE,
+            y=1.02,
         )
         pdf, png = save_figure(fig, out_stem)
     return FigureResult(figure, pdf, png, pts)

@@ -11,18 +11,19 @@ import pandas as pd
 import pytest
 
 from iclkit import cli
+from iclkit.experiments.evaluation import BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA
 from iclkit.experiments.figures import draw_figure
 from iclkit.experiments.sweep import RESULT_SCHEMA, write_cell
 from iclkit.theory.validation import ParameterError
 
 
-def _rows(figure: str) -> pd.DataFrame:
+def _rows(figure: str, methods: tuple[str, ...] = ("transformer", "em", "ols")) -> pd.DataFrame:
     rows = []
     axis = {"fig1": [2, 3], "fig2": [32, 256, 2048], "fig3": [2, 4, 8], "fig4": [16, 32, 64]}
     for i, v in enumerate(axis[figure]):
         for snr in (2.0, 10.0):
             for seed in (0, 1):
-                for method in ("transformer", "em", "ols"):
+                for method in methods:
                     for m in [1, 5, 20] if figure == "fig1" else [20]:
                         r = {name: np.nan for name in RESULT_SCHEMA.names}
                         r.update(
@@ -52,6 +53,15 @@ def test_figures_are_valid_png_and_truetype_pdf(tmp_path: object, figure: str) -
     pts = res.points
     assert set(pts["seeds"]) == {2}
     assert set(pts["method"]) == {"transformer", "em"}
+
+
+def test_fig1_draws_spectral_em_and_the_bayes_floor(tmp_path: object) -> None:
+    """Figure 1 draws EM from both starts, the fixed-sigma Bayes floor and the transformer on
+    the same fixed-sigma prompts; other rows (ols) are left out."""
+    methods = ("transformer", "em", "em_spectral", BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA, "ols")
+    res = draw_figure("fig1", _rows("fig1", methods), os.path.join(str(tmp_path), "fig1"))
+    assert set(res.points["method"]) == set(methods) - {"ols"}
+    assert os.path.getsize(res.png) > 1000
 
 
 def test_plot_cli_redraws_from_results(
