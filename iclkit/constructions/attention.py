@@ -49,6 +49,7 @@ __all__ = [
     "AttentionPath",
     "AttentionTransformer",
     "Head",
+    "LayerStack",
     "PackedHeads",
     "PathCounts",
     "attention",
@@ -372,27 +373,22 @@ class AttentionLayer(nn.Module):
         return total
 
 
-class AttentionTransformer(nn.Module):
-    """An attention-only transformer: ``H^(l) = Attn_l(H^(l-1))``, l = 1..L (Def. 2.2, no MLP).
-
-    ``key_mask`` is read from the train-indicator coordinate ``t_slot`` of the input tokens.
+class LayerStack(nn.Module):
+    """Layers applied in sequence to tokens, ``H^(l) = layer_l(H^(l-1))``, l = 1..L; every layer
+    is called as ``layer(H, key_mask, path=, counts=, train=, inplace=)``, ``key_mask`` read from
+    the train-indicator coordinate ``t_slot`` of the input tokens. The running of the stack
+    (forward pass, all hidden states, selected token rows) shared by the attention-only and the
+    attention + MLP transformers.
     """
 
-    def __init__(self, layers: list[AttentionLayer], *, t_slot: int) -> None:
+    def __init__(self, layers: Sequence[nn.Module], *, t_slot: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.t_slot = check_int(t_slot, "t_slot", minimum=0)
 
     @property
-    def attention_layers(self) -> list[AttentionLayer]:
-        return [cast(AttentionLayer, layer) for layer in self.layers]
-
-    @property
     def L(self) -> int:
         return len(self.layers)
-
-    def heads_per_layer(self) -> list[int]:
-        return [layer.num_heads for layer in self.attention_layers]
 
     def forward(
         self, H: torch.Tensor, *, path: AttentionPath = "auto", counts: PathCounts | None = None
@@ -442,6 +438,23 @@ class AttentionTransformer(nn.Module):
             if i in wanted:
                 rows[i] = H[:, token].clone()
         return rows
+
+
+class AttentionTransformer(LayerStack):
+    """An attention-only transformer: ``H^(l) = Attn_l(H^(l-1))``, l = 1..L (Def. 2.2, no MLP).
+
+    ``key_mask`` is read from the train-indicator coordinate ``t_slot`` of the input tokens.
+    """
+
+    def __init__(self, layers: list[AttentionLayer], *, t_slot: int) -> None:
+        super().__init__(layers, t_slot=t_slot)
+
+    @property
+    def attention_layers(self) -> list[AttentionLayer]:
+        return [cast(AttentionLayer, layer) for layer in self.layers]
+
+    def heads_per_layer(self) -> list[int]:
+        return [layer.num_heads for layer in self.attention_layers]
 
     def flops(self, B: int, N: int, *, performed: bool = False) -> int:
         """Sum of :meth:`AttentionLayer.flops` over the layers."""

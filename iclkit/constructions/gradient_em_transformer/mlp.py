@@ -21,9 +21,15 @@ from typing import cast
 import torch
 from torch import nn
 
-from iclkit.constructions.attention import AttentionLayer, AttentionPath, Head, PathCounts
+from iclkit.constructions.attention import (
+    AttentionLayer,
+    AttentionPath,
+    Head,
+    LayerStack,
+    PathCounts,
+)
 from iclkit.constructions.structured_attention import TrainTokens
-from iclkit.theory.validation import ParameterError, check_int
+from iclkit.theory.validation import ParameterError
 
 __all__ = ["AttentionMLPTransformer", "Block", "MLPLayer", "Unit", "block_norm", "mlp_layer"]
 
@@ -133,18 +139,17 @@ class Block(nn.Module):
         return H
 
 
-class AttentionMLPTransformer(nn.Module):
+class AttentionMLPTransformer(LayerStack):
     """``H^(l) = MLP_l(Attn_l(H^(l-1)))``, l = 1..L (Bai et al. Def. 2.2).
 
     The same interface as :class:`iclkit.constructions.attention.AttentionTransformer`
-    (``L``, ``heads_per_layer``, ``forward``, ``hidden_states``, ``token_states``); ``key_mask``
-    is read from the train-indicator coordinate ``t_slot`` of the input tokens.
+    (``L``, ``heads_per_layer``, ``forward``, ``hidden_states``, ``token_states``, the last
+    three from :class:`~iclkit.constructions.attention.LayerStack`); ``key_mask`` is read from
+    the train-indicator coordinate ``t_slot`` of the input tokens.
     """
 
     def __init__(self, blocks: list[Block], *, t_slot: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(blocks)
-        self.t_slot = check_int(t_slot, "t_slot", minimum=0)
+        super().__init__(blocks, t_slot=t_slot)
 
     @property
     def blocks(self) -> list[Block]:
@@ -154,10 +159,6 @@ class AttentionMLPTransformer(nn.Module):
     def attention_layers(self) -> list[AttentionLayer]:
         """The blocks' attention layers that have heads (in order)."""
         return [b.attn for b in self.blocks if b.attn is not None]
-
-    @property
-    def L(self) -> int:
-        return len(self.layers)
 
     def heads_per_layer(self) -> list[int]:
         """Heads of each block's attention layer (0 where it has none)."""
@@ -175,47 +176,6 @@ class AttentionMLPTransformer(nn.Module):
             if b.mlp is not None:
                 return b.mlp.W1.dtype
         return torch.float64
-
-    def forward(
-        self, H: torch.Tensor, *, path: AttentionPath = "auto", counts: PathCounts | None = None
-    ) -> torch.Tensor:
-        """``H^(L)`` from ``H^(0) = H`` (B, N, D), one working copy updated in place."""
-        key_mask = H[..., self.t_slot].clone()
-        train = TrainTokens.from_mask(key_mask.to(H.dtype))
-        H = H.clone()
-        for b in self.blocks:
-            H = b(H, key_mask, path=path, counts=counts, train=train, inplace=True)
-        return H
-
-    def hidden_states(self, H: torch.Tensor, *, path: AttentionPath = "auto") -> list[torch.Tensor]:
-        """``[H^(0), H^(1), ..., H^(L)]`` (every block's output)."""
-        key_mask = H[..., self.t_slot]
-        train = TrainTokens.from_mask(key_mask.to(H.dtype))
-        states = [H]
-        for b in self.blocks:
-            H = b(H, key_mask, path=path, train=train)
-            states.append(H)
-        return states
-
-    def token_states(
-        self,
-        H: torch.Tensor,
-        layers: Sequence[int],
-        *,
-        token: int = -1,
-        path: AttentionPath = "auto",
-    ) -> dict[int, torch.Tensor]:
-        """Token ``token``'s row of ``H^(l)`` for each ``l`` in ``layers`` (0 = the input)."""
-        wanted = {check_int(l_, "layers", minimum=0, maximum=self.L) for l_ in layers}
-        key_mask = H[..., self.t_slot]
-        train = TrainTokens.from_mask(key_mask.to(H.dtype))
-        rows = {0: H[:, token].clone()} if 0 in wanted else {}
-        key_mask, H = key_mask.clone(), H.clone()
-        for i, b in enumerate(self.blocks, start=1):
-            H = b(H, key_mask, path=path, train=train, inplace=True)
-            if i in wanted:
-                rows[i] = H[:, token].clone()
-        return rows
 
     def astype(self, dtype: torch.dtype) -> AttentionMLPTransformer:
         """A copy with every weight in ``dtype``."""
