@@ -215,9 +215,14 @@ TRAINING_FIELDS: tuple[str, ...] = ("d", "n", "sigma", "seed", "D", "layers", "h
 
 
 def training_id(config: MechanismConfig) -> str:
-    """The id of the trained models' checkpoints: the hash of :data:`TRAINING_FIELDS` only, so
-    a run that changes the construction, the init or the metrics reuses the trained models."""
-    return _hash({k: getattr(config, k) for k in TRAINING_FIELDS})
+    """The id of the trained models' checkpoints: the hash of :data:`TRAINING_FIELDS` and both
+    full :class:`ModelConfig` (defaults too), so that only a change of these retrains."""
+    models = {a: asdict(_model_config(config, a)) for a in ("relu_encoder", "gpt2")}
+    return _hash({**{k: getattr(config, k) for k in TRAINING_FIELDS}, "models": models})
+
+
+def _model_config(c: MechanismConfig, arch: Architecture) -> ModelConfig:
+    return ModelConfig(d=c.d, max_n=c.n, D=c.D, layers=c.layers, heads=c.heads, arch=arch)
 
 
 def _hash(obj: object) -> str:
@@ -377,7 +382,7 @@ def _build(
         return ConstructionModel(tf), float("nan")
     arch: Architecture = "relu_encoder" if name == "relu_encoder" else "gpt2"
     res = train(
-        ModelConfig(d=c.d, max_n=c.n, D=c.D, layers=c.layers, heads=c.heads, arch=arch),
+        _model_config(c, arch),
         data,
         replace(c.training, seed=c.seed),
         checkpoint=_checkpoint(checkpoints, name, c, rid),

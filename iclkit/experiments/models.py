@@ -9,8 +9,14 @@ and x_m).
   :func:`torch.nn.functional.scaled_dot_product_attention`, GELU MLP of width 4D, learned
   positional embeddings). The prompt is read in as the interleaved sequence
   ``x_0, y_0, x_1, y_1, ..., x_n`` (Garg et al.'s format; ``docs/provenance.md`` §9 [RECON, community
-  default]): an x token is ``[x; 0]``, a y token ``[0; y]`` in R^{d+1}, mapped to R^D by a
-  linear read-in; the prediction of y_m is read out (linear) at the token of x_m.
+  default]): an x token is ``[x; 0]`` in R^{d+1}, mapped to R^D by a linear read-in; the
+  prediction of y_m is read out (linear) at the token of x_m. The y token is ``[x; y]`` by
+  default (``y_token="xy"``, this project's choice) or ``[0; y]`` (``y_token="y"``, Garg et
+  al.'s). With ``[0; y]`` a pair (x_j, y_j) is spread over two tokens, and the model must first
+  learn to bind them (attend from the y token to the x token before it) before any in-context
+  regression pays off: on MoR prompts it sits on the plateau loss ≈ Var y for thousands of
+  steps (docs/experiments.md, measured). With ``[x; y]`` every y token carries its pair, as the
+  encoder's tokens do, and the plateau is left within a few hundred steps.
 - ``"relu_encoder"``: the ReLU-attention transformer of the theory (Bai et al. Def. 1, ``docs/provenance.md`` §6 [READ-Bai]): ``h_i <- h_i + sum_m (1/N_i) sum_j ReLU(<Q_m h_i, K_m h_j>) V_m h_j``. Token
   layout ``[x_j; y_j; t_j]`` with ``t_j = 1`` for the n examples; to predict at every position in
   one pass, the sequence holds the n example tokens followed by one query token ``[x_m; 0; 0]``
@@ -44,10 +50,13 @@ from iclkit.theory.validation import (
     check_shape,
 )
 
-__all__ = ["ARCHITECTURES", "ICLTransformer", "ModelConfig", "build_model"]
+__all__ = ["ARCHITECTURES", "Y_TOKENS", "ICLTransformer", "ModelConfig", "build_model"]
 
 Architecture = Literal["gpt2", "relu_encoder"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+#: What the GPT-2 decoder's y token holds: "xy" = ``[x_j; y_j]``, "y" = ``[0; y_j]`` (Garg et al.).
+YToken = Literal["xy", "y"]
+Y_TOKENS: tuple[str, ...] = get_args(YToken)
 
 #: Standard deviation of the GPT-2 weight initialisation, N(0, 0.02^2) (Radford et al.).
 INIT_STD = 0.02
@@ -77,6 +86,9 @@ class ModelConfig:
         ``relu_encoder`` only: add a ReLU MLP (width 4D) after each attention layer.
     norm : bool
         ``relu_encoder`` only: pre-LayerNorm before each sublayer and before the read-out.
+    y_token : {"xy", "y"}
+        ``gpt2`` only: the y token of example j is ``[x_j; y_j]`` ("xy", this project's default)
+        or ``[0; y_j]`` ("y", Garg et al.'s format, which plateaus far longer; module docstring).
     """
 
     d: int
@@ -87,6 +99,7 @@ class ModelConfig:
     arch: Architecture = "gpt2"
     mlp: bool = True
     norm: bool = True
+    y_token: YToken = "xy"
 
     def __post_init__(self) -> None:
         check_int_fields(self, dict.fromkeys(("d", "max_n", "D", "layers", "heads"), 1))
@@ -97,6 +110,7 @@ class ModelConfig:
         check_choice(self.arch, "arch", ARCHITECTURES)
         check_bool(self.mlp, "mlp")
         check_bool(self.norm, "norm")
+        check_choice(self.y_token, "y_token", Y_TOKENS)
 
 
 class _CausalSelfAttention(nn.Module):
@@ -259,6 +273,8 @@ class ICLTransformer(nn.Module):
         d = self.config.d
         tokens = X.new_zeros(B, 2 * N - 1, d + 1)
         tokens[:, 0::2, :d] = X
+        if self.config.y_token == "xy":
+            tokens[:, 1::2, :d] = X[:, : N - 1]
         tokens[:, 1::2, d] = y[:, : N - 1]
         h = self.read_in(tokens) + self.wpe.weight[: 2 * N - 1]
         if states is not None:

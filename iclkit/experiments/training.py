@@ -1,8 +1,10 @@
 """Training a transformer on MoR prompts: the ERM pretraining of the MoR paper (``docs/provenance.md`` §8).
 
-The loss is the squared error averaged over all prompt positions 1..n (positions where at least
-one example is visible), as in Garg et al.'s and Bai et al.'s code (``docs/provenance.md`` §9 [RECON,
-community default]); the paper's own training settings are [NOT FOUND].
+By default (``loss_positions="all"``) the loss is the squared error averaged over all prompt
+positions 1..n (positions where at least one example is visible), as in Garg et al.'s and Bai et
+al.'s code (``docs/provenance.md`` §9 [RECON, community default]): n predictions per prompt
+instead of one. ``loss_positions="query"`` scores only the query (position n). The paper's own
+training settings are [NOT FOUND].
 
 Two data modes (``docs/provenance.md`` §2):
 
@@ -41,6 +43,7 @@ from iclkit.theory.validation import (
     check_int_fields,
     check_real,
     check_seed,
+    check_shape,
 )
 
 from .models import ICLTransformer, ModelConfig, build_model
@@ -53,10 +56,13 @@ __all__ = [
     "load_checkpoint",
     "lr_factor",
     "train",
+    "training_loss",
 ]
 
 Mode = Literal["fresh", "fixed"]
 Device = Literal["cpu", "cuda", "auto"]
+#: Prompt positions the training loss averages over: 1..n ("all") or the query n only.
+LossPositions = Literal["all", "query"]
 
 #: AdamW's betas must stay below 1 (a moment average that never forgets); this is the largest
 #: value accepted.
@@ -116,6 +122,9 @@ class TrainConfig:
     pool_size : int or None
         B, the number of training prompts in ``"fixed"`` mode.
     curriculum : Curriculum or None
+    loss_positions : {"all", "query"}
+        Squared error averaged over positions 1..n ("all", Garg et al.'s recipe) or at the
+        query n only ("query"): :func:`training_loss`.
     checkpoint_every : int
         Steps between checkpoints (one is always written at the end).
     seed : int
@@ -135,6 +144,7 @@ class TrainConfig:
     mode: Mode = "fresh"
     pool_size: int | None = None
     curriculum: Curriculum | None = None
+    loss_positions: LossPositions = "all"
     checkpoint_every: int = 500
     seed: int = 0
     device: Device = "cpu"
@@ -164,6 +174,7 @@ class TrainConfig:
                 f"curriculum must be a Curriculum or None, got {self.curriculum!r}"
             )
         check_choice(self.device, "device", get_args(Device))
+        check_choice(self.loss_positions, "loss_positions", get_args(LossPositions))
 
 
 #: How a long job (training run, sweep) ended: ``finished`` (all its work done), ``stopped`` (a
@@ -210,6 +221,21 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def training_loss(pred: torch.Tensor, y: torch.Tensor, loss_positions: str = "all") -> torch.Tensor:
+    """The training loss of predictions ``pred : (B, N)`` of labels ``y : (B, N)`` (N = n + 1).
+
+    "all": mean of ``(pred_m - y_m)^2`` over the B prompts and positions m = 1..n (position 0
+    sees no example); "query": the mean over the B prompts at m = n only.
+    """
+    check_choice(loss_positions, "loss_positions", get_args(LossPositions))
+    check_shape(pred, "pred", (None, None))
+    if pred.shape[1] < 2:
+        raise ParameterError(f"pred must have N >= 2 positions, got shape {tuple(pred.shape)}")
+    check_shape(y, "y", tuple(pred.shape))
+    first = pred.shape[1] - 1 if loss_positions == "query" else 1
+    return ((pred[:, first:] - y[:, first:]) ** 2).mean()
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -249,6 +275,33 @@ def _batch_at(
             torch.cat([batch.X, pad], 2), batch.y, batch.z, betas, batch.pi, batch.sigma
         )
     return batch, n_cur
+
+
+#: Fields added after checkpoints were first written, with the value every older checkpoint was
+#: trained with: a checkpoint that lacks them is read as having these values.
+_LEGACY_MODEL_FIELDS = {"y_token": "y"}
+_LEGACY_TRAIN_FIELDS = {"loss_positions": "all"}
+
+
+def _meta(model_config: ModelConfig, data: MoRConfig, config: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: every setting that shapes the weights
+    (``y_token`` only for the decoder, the one architecture that reads it)."""
+    model = asdict(model_config)
+    if model_config.arch != "gpt2":
+        del model["y_token"]
+    return {"model": model, "train": to_jsonable(asdict(config)), "data": repr(data)}
+
+
+def _legacy_meta(meta: Any) -> Any:
+    """A stored checkpoint's meta with the fields added later filled in (see above)."""
+    if not (isinstance(meta, dict) and isinstance(meta.get("model"), dict)):
+        return meta
+    model, train_ = dict(meta["model"]), meta.get("train")
+    if model.get("arch") == "gpt2":
+        model = {**_LEGACY_MODEL_FIELDS, **model}
+    if isinstance(train_, dict):
+        train_ = {**_LEGACY_TRAIN_FIELDS, **train_}
+    return {**meta, "model": model, "train": train_}
 
 
 def _atomic_save(obj: dict[str, Any], path: str) -> None:
@@ -323,16 +376,12 @@ def train(
         betas=(config.adam_beta1, config.adam_beta2),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    meta = {
-        "model": asdict(model_config),
-        "train": to_jsonable(asdict(config)),
-        "data": repr(data),
-    }
+    meta = _meta(model_config, data, config)
     losses = torch.zeros(config.steps, dtype=torch.float32)
     start = 0
     if checkpoint is not None and os.path.exists(checkpoint):
         state = load_checkpoint(checkpoint)
-        if state["meta"] != meta:
+        if _legacy_meta(state["meta"]) != meta:
             raise ParameterError(
                 f"checkpoint: {checkpoint} was written by a different configuration; "
                 "delete it or use another path"
@@ -381,7 +430,7 @@ def train(
             batch, _ = _batch_at(step, data, config, pool)
             X, y = batch.X.to(device), batch.y.to(device)
             pred = model(X, y)
-            loss = ((pred[:, 1:] - y[:, 1:]) ** 2).mean()
+            loss = training_loss(pred, y, config.loss_positions)
             if not bool(torch.isfinite(loss)):
                 raise ParameterError(
                     f"lr: the training loss became {float(loss.detach())} at step {step}; "

@@ -1,22 +1,26 @@
 """Tests of iclkit.experiments.training: a tiny run learns (loss falls, beats the zero predictor),
-a forced stop + resume reproduces the uninterrupted weights bit for bit, the schedule, the
-fixed-B and curriculum modes, and every bad-input path."""
+the decoder leaves its plateau with the default y token, the loss over all positions against a
+direct loop, a forced stop + resume reproduces the uninterrupted weights bit for bit, checkpoints
+from before the y_token / loss_positions fields, the schedule, the fixed-B and curriculum modes,
+and every bad-input path."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 
 from iclkit.experiments.evaluation import TransformerPredictor
-from iclkit.experiments.models import ModelConfig
+from iclkit.experiments.models import ModelConfig, build_model
 from iclkit.experiments.training import (
     Curriculum,
     TrainConfig,
     load_checkpoint,
     lr_factor,
     train,
+    training_loss,
 )
 from iclkit.theory.metrics import excess_risk_vs_oracle
 from iclkit.theory.mor import MoRConfig, sample_mor
@@ -45,6 +49,83 @@ def test_tiny_run_learns_and_beats_zero_predictor() -> None:
     # the zero predictor's excess risk is ||w_orc||^2 ~ 2 here; the trained model must beat it
     # by more than 5 standard errors of the difference (a wide, non-flaky margin)
     assert tf.mean + 5 * (tf.se + zero.se) < zero.mean
+
+
+def test_decoder_leaves_plateau_with_xy_tokens_only() -> None:
+    # Linear regression (K = 1, d = 2, n = 10, Var y = |beta|^2 + sigma^2 = 2.25): the zero
+    # predictor's loss is the plateau. Measured (seed 0, D 32, 3 layers): with y token [x; y]
+    # the loss is 2.24 over steps 1-50 and 1.24 over steps 101-150; with Garg's [0; y] it is
+    # still 2.15-2.29 at every 50-step window up to step 300.
+    data = MoRConfig(d=2, K=1, n=10, sigma=0.5)
+    cfg = TrainConfig(steps=150, batch_size=64, lr=2e-3, warmup=100)
+    losses = {}
+    for y_token in ("xy", "y"):
+        model = ModelConfig(d=2, max_n=10, D=32, layers=3, heads=4, y_token=y_token)  # type: ignore[arg-type]
+        losses[y_token] = train(model, data, cfg).losses
+    plateau = float(losses["y"][:50].mean())
+    assert 1.9 < plateau < 2.6  # Var y = 2.25 up to the batch noise of 50 x 64 prompts
+    assert float(losses["xy"][-50:].mean()) < 0.75 * plateau  # left the plateau (0.55 measured)
+    assert float(losses["y"][-50:].mean()) > 0.9 * plateau  # still on it (0.99 measured)
+
+
+def test_training_loss_against_a_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred, y = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
+    per_position = [float(((pred[:, m] - y[:, m]) ** 2).mean()) for m in range(6)]
+    assert float(training_loss(pred, y, "all")) == pytest.approx(sum(per_position[1:]) / 5)
+    assert float(training_loss(pred, y, "query")) == pytest.approx(per_position[5])
+    # with one example (N = 2) the only position scored by "all" is the query
+    assert torch.equal(
+        training_loss(pred[:, :2], y[:, :2], "all"), training_loss(pred[:, :2], y[:, :2], "query")
+    )
+    with pytest.raises(ParameterError, match="loss_positions"):
+        training_loss(pred, y, "first")
+    with pytest.raises(ParameterError, match="pred"):
+        training_loss(pred[:, :1], y[:, :1])
+    with pytest.raises(ParameterError, match="y"):
+        training_loss(pred, y[:, :5])
+
+
+def test_query_loss_trains_on_the_query_only() -> None:
+    # labels before the query never reach a "query" loss: their gradient is exactly zero
+    model = build_model(ModelConfig(d=2, max_n=8, D=8, layers=1, heads=2))
+    batch = sample_mor(DATA, 4, seed=0, dtype=torch.float32)
+    pred = model(batch.X, batch.y)
+    target = batch.y.clone().requires_grad_(True)
+    training_loss(pred, target, "query").backward()
+    assert target.grad is not None
+    assert (
+        torch.count_nonzero(target.grad[:, :-1]) == 0
+        and torch.count_nonzero(target.grad[:, -1]) == 4
+    )
+
+
+@pytest.mark.parametrize("arch", ["relu_encoder", "gpt2"])
+def test_checkpoint_from_before_the_new_fields(tmp_path: object, arch: str) -> None:
+    # A checkpoint written before y_token / loss_positions existed lacks them in its meta; it
+    # was trained with loss over all positions and, for the decoder, Garg's [0; y] y token.
+    cfg = TrainConfig(steps=4, batch_size=2, checkpoint_every=2)
+    ckpt = os.path.join(str(tmp_path), "old.pt")
+    old_model = ModelConfig(d=2, max_n=8, D=8, layers=1, heads=2, arch=arch, y_token="y")  # type: ignore[arg-type]
+    train(old_model, DATA, cfg, checkpoint=ckpt, stop_at=2)
+    state = torch.load(ckpt, weights_only=True)
+    state["meta"]["model"].pop("y_token", None)
+    del state["meta"]["train"]["loss_positions"]
+    torch.save(state, ckpt)
+    new_model = ModelConfig(d=2, max_n=8, D=8, layers=1, heads=2, arch=arch)  # y_token "xy"
+    if arch == "gpt2":  # the [0; y] model it was: refused as the default [x; y] model
+        with pytest.raises(ParameterError, match="different configuration"):
+            train(new_model, DATA, cfg, checkpoint=ckpt)
+        assert train(old_model, DATA, cfg, checkpoint=ckpt).stats["resumed_from"] == 2
+    else:  # the encoder never reads y_token: the same training
+        assert train(new_model, DATA, cfg, checkpoint=ckpt).stats["resumed_from"] == 2
+    with pytest.raises(ParameterError, match="different configuration"):
+        train(
+            old_model,
+            DATA,
+            replace(cfg, loss_positions="query"),
+            checkpoint=ckpt,
+        )
 
 
 @pytest.mark.parametrize("arch", ["relu_encoder", "gpt2"])
@@ -101,6 +182,8 @@ def test_bad_input(tmp_path: object) -> None:
         TrainConfig(steps=0)
     with pytest.raises(ParameterError, match="device"):
         TrainConfig(steps=1, device="tpu")
+    with pytest.raises(ParameterError, match="loss_positions"):
+        TrainConfig(steps=1, loss_positions="last")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="d"):
         train(ModelConfig(d=3, max_n=8), DATA, TrainConfig(steps=1))
     with pytest.raises(ParameterError, match="max_n"):
