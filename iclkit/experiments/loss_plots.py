@@ -11,12 +11,13 @@ as PDF and PNG by :func:`iclkit.io.save_figure`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import matplotlib
 import torch
 
 from iclkit.io import COLORS, new_figure, save_figure
-from iclkit.theory.validation import ParameterError, check_int, check_real
+from iclkit.theory.validation import ParameterError, check_choice, check_int, check_real
 
 __all__ = ["draw_loss_curves", "running_mean"]
 
@@ -26,6 +27,10 @@ FIGURE_SIZE = (5.0, 3.2)  # inches
 #: a few percent; 50 steps make the curves readable without hiding a plateau exit (~100 steps).
 DEFAULT_WINDOW = 50
 REFERENCE_GREY = "0.45"
+#: Legend positions accepted by :func:`draw_loss_curves` (matplotlib's names).
+LegendLoc = Literal[
+    "best", "upper right", "upper left", "lower left", "lower right", "center right", "center left"
+]
 
 
 def running_mean(losses: torch.Tensor, window: int) -> torch.Tensor:
@@ -46,15 +51,20 @@ def draw_loss_curves(
     references: Mapping[str, float] | None = None,
     window: int = DEFAULT_WINDOW,
     title: str = "",
+    legend_loc: LegendLoc = "best",
+    ylim: tuple[float, float] | None = None,
 ) -> tuple[str, str]:
     """Training loss vs step, one line per entry of ``curves`` (label -> (steps,) losses), and a
-    dashed horizontal line per entry of ``references`` (label -> level); returns (pdf, png)."""
+    dashed horizontal line per entry of ``references`` (label -> level); returns (pdf, png).
+    ``legend_loc`` is matplotlib's legend location ("best" ignores the reference lines);
+    ``ylim`` the loss axis' range (None: matplotlib's)."""
     if not curves:
         raise ParameterError("curves: no loss curve to draw")
     for name, losses in curves.items():
         x = torch.as_tensor(losses)
         if x.dim() != 1 or x.numel() < 1 or not bool(torch.isfinite(x).all()):
             raise ParameterError(f"curves[{name!r}] must be a non-empty finite 1-D loss trace")
+    check_choice(legend_loc, "legend_loc", get_args(LegendLoc))
     refs = dict(references or {})
     for name, level in refs.items():
         check_real(level, f"references[{name!r}]")
@@ -71,7 +81,9 @@ def draw_loss_curves(
         ax.set_ylabel(f"training loss (mean of last {window} steps)")
         if title:
             ax.set_title(title, fontsize=FONT_SIZE)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.grid(True, alpha=0.25)
-        ax.legend(fontsize=FONT_SIZE - 1, frameon=False, loc="best")
+        ax.legend(fontsize=FONT_SIZE - 1, frameon=False, loc=legend_loc)
         pdf, png = save_figure(fig, out_stem)
     return pdf, png

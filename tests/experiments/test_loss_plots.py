@@ -37,5 +37,7 @@ def test_bad_input(tmp_path: object) -> None:
         draw_loss_curves({"a": torch.tensor([1.0, float("nan")])}, stem)
     with pytest.raises(ParameterError, match="references"):
         draw_loss_curves({"a": torch.ones(3)}, stem, references={"r": float("inf")})
+    with pytest.raises(ParameterError, match="legend_loc"):
+        draw_loss_curves({"a": torch.ones(3)}, stem, legend_loc="top")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="window"):
         running_mean(torch.ones(3), 0)

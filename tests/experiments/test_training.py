@@ -53,9 +53,9 @@ def test_tiny_run_learns_and_beats_zero_predictor() -> None:
 
 def test_decoder_leaves_plateau_with_xy_tokens_only() -> None:
     # Linear regression (K = 1, d = 2, n = 10, Var y = |beta|^2 + sigma^2 = 2.25): the zero
-    # predictor's loss is the plateau. Measured (seed 0, D 32, 3 layers): with y token [x; y]
-    # the loss is 2.24 over steps 1-50 and 1.24 over steps 101-150; with Garg's [0; y] it is
-    # still 2.15-2.29 at every 50-step window up to step 300.
+    # predictor's loss is the plateau. Measured (seed 0, D 32, 3 layers), mean loss over steps
+    # 1-50, 51-100, 101-150: 2.24, 1.99, 1.24 with the y token [x; y]; 2.24, 2.24, 2.25 with
+    # Garg et al.'s [0; y] (still 2.15-2.31 up to step 350 of a 500-step run).
     data = MoRConfig(d=2, K=1, n=10, sigma=0.5)
     cfg = TrainConfig(steps=150, batch_size=64, lr=2e-3, warmup=100)
     losses = {}
@@ -65,7 +65,7 @@ def test_decoder_leaves_plateau_with_xy_tokens_only() -> None:
     plateau = float(losses["y"][:50].mean())
     assert 1.9 < plateau < 2.6  # Var y = 2.25 up to the batch noise of 50 x 64 prompts
     assert float(losses["xy"][-50:].mean()) < 0.75 * plateau  # left the plateau (0.55 measured)
-    assert float(losses["y"][-50:].mean()) > 0.9 * plateau  # still on it (0.99 measured)
+    assert float(losses["y"][-50:].mean()) > 0.9 * plateau  # still on it (1.01 measured)
 
 
 def test_training_loss_against_a_loop() -> None:
