@@ -55,7 +55,7 @@ def test_decoder_leaves_plateau_with_xy_tokens_only() -> None:
     # Linear regression (K = 1, d = 2, n = 10, Var y = |beta|^2 + sigma^2 = 2.25): the zero
     # predictor's loss is the plateau. Measured (seed 0, D 32, 3 layers), mean loss over steps
     # 1-50, 51-100, 101-150: 2.24, 1.99, 1.24 with the y token [x; y]; 2.24, 2.24, 2.25 with
-    # Garg et al.'s [0; y] (still 2.15-2.31 up to step 350 of a 500-step run).
+    # Garg et al.'s [0; y] (still 2.15-2.29 up to step 300 of a 500-step run).
     data = MoRConfig(d=2, K=1, n=10, sigma=0.5)
     cfg = TrainConfig(steps=150, batch_size=64, lr=2e-3, warmup=100)
     losses = {}
