@@ -417,3 +417,20 @@ def test_training_id_ignores_what_does_not_train() -> None:
     assert run_id(other_con) != run_id(c) and training_id(other_con) == training_id(c)
     assert training_id(replace(c, D=c.D * 2)) != training_id(c)
     assert training_id(replace(c, training=replace(c.training, lr=1e-4))) != training_id(c)
+
+
+def test_training_id_follows_the_model_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model default the mechanism config does not name (the decoder's y token) is part of
+    the checkpoint id: a different default gets different checkpoints."""
+    from dataclasses import replace
+
+    from iclkit.experiments import mechanism_run
+    from iclkit.experiments.mechanism_run import MECHANISM_SCALES, training_id
+
+    c = MECHANISM_SCALES["smoke"]
+    before = training_id(c)
+    real = mechanism_run._model_config
+    monkeypatch.setattr(
+        mechanism_run, "_model_config", lambda cfg, arch: replace(real(cfg, arch), y_token="y")
+    )
+    assert training_id(c) != before
