@@ -17,6 +17,7 @@ from iclkit.experiments.models import ModelConfig, build_model
 from iclkit.experiments.training import (
     Curriculum,
     TrainConfig,
+    _batch_at,
     load_checkpoint,
     lr_factor,
     train,
@@ -157,6 +158,19 @@ def test_fixed_pool_and_curriculum_modes_run() -> None:
     assert cur.at(0, 2, 8) == (1, 3) and cur.at(2, 2, 8) == (2, 5) and cur.at(100, 2, 8) == (2, 8)
     res = train(MODEL, DATA, TrainConfig(steps=6, batch_size=4, curriculum=cur))
     assert res.status == "finished" and torch.isfinite(res.losses).all()
+
+
+def test_curriculum_batches_zero_pad_inactive_coordinates() -> None:
+    # Garg et al.'s curriculum: at step s the batch has the active n (n_start + k n_step) and
+    # only the first d_start + k d_step coordinates of x (and beta) nonzero, k = s // interval
+    cur = Curriculum(d_start=1, n_start=3, d_step=1, n_step=2, interval=2)
+    cfg = TrainConfig(steps=10, batch_size=4, curriculum=cur)
+    for step, (d_act, n_act) in ((0, (1, 3)), (2, (2, 5)), (9, (2, 8))):
+        batch, n_cur = _batch_at(step, DATA, cfg, None)
+        assert n_cur == n_act and batch.X.shape == (4, n_act + 1, 2)
+        assert torch.count_nonzero(batch.X[..., d_act:]) == 0
+        assert torch.count_nonzero(batch.betas[..., d_act:]) == 0
+        assert torch.count_nonzero(batch.X[..., :d_act]) == batch.X[..., :d_act].numel()
 
 
 def test_lr_schedule_warmup_then_cosine() -> None:
