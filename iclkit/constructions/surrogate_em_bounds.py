@@ -10,37 +10,42 @@ iterate and the iterate of EXACT gradient EM from the same start with the same s
 (``T_outer`` iterations of ``T_inner`` steps of size ``alpha``).
 
 Derivation (this project's, [DERIVED]; ``docs/construction.md``, "Per-layer certificate (general
-K)"). Symbols: ``t_jk = (y_j - <x_j, beta_k>)/sigma``, ``e = t^2/2``, ``l_k = log pi_k - e_k``,
-``w_k = softplus(l_{k+1} - l_k + w_{k+1})`` (``w_{K-1} = 0``), ``gamma_k = exp(l_k - l_0 - w_0)``;
-a tilde marks the surrogate's value, ``D.`` a bound on ``|.~ - .|``, ``E_k`` the bound on
-``||beta~_k - beta_k||`` entering the iteration. Every quantity without tilde is evaluated at the
-exact iterate, per token (the Lipschitz factors are local, as in ``symmetric_gap_bound``).
+K)"). Symbols: ``t_jk = (y_j - <x_j, beta_k>)/sigma``, ``l_k = log pi_k - t_k^2/2``, ``u_k = l_k +
+w_k = LSE_{i >= k} l_i`` (the softplus chain ``w_k = softplus(u_{k+1} - l_k)``), ``a_k = l_k -
+u_0``, ``gamma_k = exp a_k``; a tilde marks the surrogate's value, ``E_k`` the bound on
+``||beta~_k - beta_k||``. Every quantity without tilde is evaluated per token at the exact
+iterate (local Lipschitz factors, as ``lam_j`` in ``surrogate_em.symmetric_gap_bound``).
 
-1. ``|t~_jk - t_jk| <= rho_jk = ||x_j|| E_k / sigma``;
-   ``De_jk = Err_psi[t_jk +- rho_jk] + rho_jk (|t_jk| + rho_jk / 2)``.
-2. ``v_k = l_{k+1} - l_k + w_{k+1}``, ``dv_k = De_{k+1} + De_k + Dw_{k+1}``,
-   ``Dw_k = Err_sp[v_k +- dv_k] + sigmoid(v_k + dv_k) dv_k``.
-3. ``a_k = l_k - l_0 - w_0``, ``da_k = De_k + De_0 + Dw_0`` (``Dw_0`` for k = 0),
-   ``Dg_jk = Err_exp[a_k +- da_k] + exp(a_k + da_k) da_k``.
-4. Inner step (``gamma``, ``gamma~`` frozen): with ``r = sigma gamma t`` and the surrogate's
+1. E-step on the box ``|t~_jk - t_jk| <= rho_jk = ||x_j|| E_k / sigma`` by interval arithmetic:
+   ``e~ = psi~(t~)`` in the exact range of the convex sum ``psi~`` over the box (which keeps the
+   one-sided error ``psi~ <= psi`` far off its domain); ``u~_0`` within the LSE of the ``l~``
+   intervals plus the summed softplus errors (each stage is a 1-Lipschitz two-argument LSE);
+   ``a~_k`` within the log-softmax range over the box (increasing in ``l_k``, decreasing in the
+   others) plus that sum; ``gamma~ = exp~(a~)`` with its error. Gives ``Dg_jk >= |gamma~_jk -
+   gamma_jk|``. The chain rule on the box (slope ranges of the convex sums; ``d u~_0 / d l~_i =
+   c_i`` are convex weights) gives ``Lam_jki >= |d gamma~_k / d t~_i|``, hence also
+   ``|gamma~_jk - gamma_jk| <= A_jk + sum_i Lam_jki |x_j^T e_i| / sigma``, ``A = Dg`` at ``rho = 0``.
+2. Inner step (``gamma``, ``gamma~`` frozen): with ``r = sigma gamma t`` and the surrogate's
    ``r~ = (sigma/2)[psi~(gamma~ + t~) - psi~(gamma~ - t~)]``, the error ``e_k = beta~_k - beta_k``
    obeys exactly ``e_k' = (I - alpha S_k) e_k + alpha (1/n) sum_j [sigma P_jk + sigma (gamma~ -
    gamma)_jk t_jk] x_j - alpha (1/n) sum_j (gamma~ - gamma)_jk x_j x_j^T e_k`` with ``S_k = (1/n)
    sum_j gamma_jk x_j x_j^T`` and the pair error ``P = (1/2)[psi~(g~ + t~) - psi~(g~ - t~)] - g~ t~``,
-   so ``E_k' = ||I - alpha S_k|| E_k + alpha N(v_k) + alpha ||(1/n) sum_j Dg_jk x_j x_j^T|| E_k``
-   with ``v_jk = sigma DP_jk + sigma Dg_jk |t_jk|`` and ``N(v) = min(sqrt(lambda_max(X^T X/n))
-   rms(v), mean_j v_j ||x_j||)`` (Cauchy-Schwarz or the triangle inequality). The pair error is
-   bounded by ``min((Err_psi[g + t +- delta] + Err_psi[g - t +- delta]) / 2, (g + Dg)
-   Slope_psi[|t| + rho + g + Dg])``, ``delta = Dg + rho``: the second form is the mean-value
-   theorem for the error function ``psi - psi~`` over the segment ``[g~ - t~, g~ + t~]`` (length
-   ``2 g~``), which keeps the near-cancellation of the two terms off the certified domain.
+   so ``E_k' = ||I - alpha S_k|| E_k + alpha N_k + alpha ||(1/n) sum_j Dg_jk x_j x_j^T|| E_k`` with
+   ``N_k`` the smaller of ``V(sigma DP + sigma Dg |t|)`` and ``V(sigma DP + sigma A |t|) + sum_i
+   ||(1/n) sum_j |t_jk| Lam_jki x_j x_j^T|| E_i``, ``V(v) = min(sqrt(lambda_max(X^T X/n)) rms(v),
+   mean_j v_j ||x_j||)`` (Cauchy-Schwarz or the triangle inequality). The pair error is bounded
+   by ``min((Err_psi[g + t +- delta] + Err_psi[g - t +- delta]) / 2, (g + Dg) Slope_psi[|t| + rho
+   + g + Dg])``, ``delta = Dg + rho``: the second form is the mean-value theorem for the error
+   ``psi - psi~`` over the segment ``[g~ - t~, g~ + t~]`` (length ``2 g~``), which keeps the
+   near-cancellation of the two terms off the certified domain.
 
 ``Err_f[a, b]`` bounds ``sup_[a,b] |f - f~|`` and ``Slope_f[m]`` bounds ``sup_[-m,m] |f' - f~'|``
-(:class:`SumError`): on the certified domain ``[lo, hi]`` the certificate ``eps = C h^2/8`` and
-the interpolation slope error ``C h/2``; off it the ReLU sum is affine (all its kinks lie in
-``[lo, hi]``) and ``f`` is convex, so ``f - f~`` and ``f' - f~'`` are monotone there and their
-sup over an interval is attained at its ends, which are evaluated exactly. Nothing is clipped:
-arguments far off the domain get the (large) endpoint errors, multiplied by tiny local slopes.
+(:class:`SumError`): on the certified domain the certificate ``eps = C h^2/8`` and the
+interpolation slope error ``C h/2``; off it the ReLU sum is affine and ``f`` is convex, so ``f -
+f~`` and ``f' - f~'`` are monotone there or have their extremum inside the domain, and the sup
+over an interval is ``eps`` or attained at its ends, which are evaluated exactly. Nothing is
+clipped: arguments far off the domain get the (large) endpoint errors, which then meet tiny
+local slopes or weights.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ class SumError:
     approx : the ReLU sum.
     lo, hi : its outermost kinks: the sum is affine below ``lo`` and above ``hi``; its certified
         domain lies within ``[lo - h, hi + h]`` (a "linear" end continues the last knot interval).
-    eps : the certificate's proven sup error on its domain.
+    eps : the certificate's proven sup error on its domain (or the measured one where float64
+        round-off puts it above).
     h : the largest knot spacing.
     slope_eps : ``C h / 2``, the slope error on ``[lo, hi]`` (``C = 8 eps / h^2`` the curvature
         bound behind ``eps``, ``h`` the largest knot spacing).
@@ -103,9 +109,10 @@ class SumError:
         """The bounds of the sum ``approx`` of the exact function ``name`` (psi/softplus/exp)."""
         if name not in EXACT:
             raise ParameterError(f"relu_sums: no exact function named {name!r}")
-        eps = approx.certificate.eps_proven
-        if eps is None or approx.k != 1:
+        cert = approx.certificate
+        if cert.eps_proven is None or approx.k != 1:
             raise ParameterError(f"relu_sums[{name!r}] must be a scalar sum with a proven bound")
+        eps = max(cert.eps_proven, cert.eps_measured)  # the grid sees the round-off, ~1e-14
         a1, a0 = approx.a[:, 0], approx.a[:, 1]
         kinks = torch.unique(-a0[a1 != 0] / a1[a1 != 0])
         lo, hi = float(kinks.min()), float(kinks.max())
@@ -131,7 +138,7 @@ class SumError:
     def value_sup(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Bound on ``sup_{z in [a, b]} |f - f~|`` (elementwise intervals, ``a <= b``)."""
         near = (b >= self.lo - self.h) & (a <= self.hi + self.h)  # meets the certified domain
-        out = torch.where(near, self.eps, 0.0).to(a.dtype)
+        out = near.to(a.dtype) * self.eps
         for z in (a, b):
             outside = (z < self.lo) | (z > self.hi)
             out = torch.where(outside, torch.maximum(out, self.err(z)), out)

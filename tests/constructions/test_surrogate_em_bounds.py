@@ -140,7 +140,8 @@ def test_general_certificate_holds_on_random_prompts(
 @pytest.mark.fault
 def test_fault_general_estimate_within_propagated_certificate_detects_coarser_estep() -> None:
     # The transformer built with M = 16 ReLU terms, checked against the certificate of the
-    # M = 128 sums: its first-iteration gap (~1e-2) exceeds that certificate (~2e-3).
+    # M = 128 sums: its gap exceeds that certificate (measured ratio 6.2; against its own
+    # certificate the ratio is 0.11).
     s = SETTING
     X, y, init, xq = _prompts(s, 3)
     coarse = build_gradient_em_transformer(
@@ -178,14 +179,16 @@ def test_sum_error_bounds_hold_on_a_dense_grid(
     assert float((f - fa).abs().max()) <= float(err.value_sup(ta, tb)) + tol
     lo_s, hi_s = err.slope_range(ta, tb)
     slopes = torch.diff(fa) / torch.diff(z)
-    if width > 0:
-        assert float(slopes.min()) >= float(lo_s) - 1e-9 and float(slopes.max()) <= float(hi_s) + 1e-9
+    if width > 1e-6:  # finite differences: the round-off of the values over the spacing
+        tol_s = 1e-9 + 8e-16 * (1 + float(fa.abs().max())) / (width / 4000)
+        assert float(slopes.min()) >= float(lo_s) - tol_s
+        assert float(slopes.max()) <= float(hi_s) + tol_s
     if name == "psi":
         lo_v, hi_v = err.convex_range(ta, tb)
         assert float(lo_v) <= float(fa.min()) + tol and float(fa.max()) <= float(hi_v) + tol
         m = torch.tensor([max(abs(a), abs(b), 1.0)], dtype=f64)
         zz = torch.linspace(-float(m), float(m), 4001, dtype=f64)
-        ds = (torch.diff(err.approx(zz)) / torch.diff(zz) - err.df(zz[:-1] + 0.5 * torch.diff(zz)))
+        ds = torch.diff(err.approx(zz)) / torch.diff(zz) - err.df(zz[:-1] + 0.5 * torch.diff(zz))
         step = 2 * float(m) / 4000  # g' = z moves by step / 2 within a grid cell
         assert float(ds.abs().max()) <= float(err.slope_sup(m)) + step + 1e-9
 
