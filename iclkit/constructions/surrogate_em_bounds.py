@@ -19,7 +19,8 @@ iterate (local Lipschitz factors, as ``lam_j`` in ``surrogate_em.symmetric_gap_b
 1. E-step on the box ``|t~_jk - t_jk| <= rho_jk = ||x_j|| E_k / sigma`` by interval arithmetic:
    ``e~ = psi~(t~)`` in the exact range of the convex sum ``psi~`` over the box (which keeps the
    one-sided error ``psi~ <= psi`` far off its domain); ``u~_0`` within the LSE of the ``l~``
-   intervals plus the summed softplus errors (each stage is a 1-Lipschitz two-argument LSE);
+   intervals plus the summed signed softplus errors (each stage is a 1-Lipschitz two-argument
+   LSE);
    ``a~_k`` within the log-softmax range over the box (increasing in ``l_k``, decreasing in the
    others) plus that sum; ``gamma~ = exp~(a~)`` with its error. Gives ``Dg_jk >= |gamma~_jk -
    gamma_jk|``. The chain rule on the box (slope ranges of the convex sums; ``d u~_0 / d l~_i =
@@ -33,19 +34,21 @@ iterate (local Lipschitz factors, as ``lam_j`` in ``surrogate_em.symmetric_gap_b
    so ``E_k' = ||I - alpha S_k|| E_k + alpha N_k + alpha ||(1/n) sum_j Dg_jk x_j x_j^T|| E_k`` with
    ``N_k`` the smaller of ``V(sigma DP + sigma Dg |t|)`` and ``V(sigma DP + sigma A |t|) + sum_i
    ||(1/n) sum_j |t_jk| Lam_jki x_j x_j^T|| E_i``, ``V(v) = min(sqrt(lambda_max(X^T X/n)) rms(v),
-   mean_j v_j ||x_j||)`` (Cauchy-Schwarz or the triangle inequality). The pair error is bounded
-   by ``min((Err_psi[g + t +- delta] + Err_psi[g - t +- delta]) / 2, (g + Dg) Slope_psi[|t| + rho
-   + g + Dg])``, ``delta = Dg + rho``: the second form is the mean-value theorem for the error
-   ``psi - psi~`` over the segment ``[g~ - t~, g~ + t~]`` (length ``2 g~``), which keeps the
-   near-cancellation of the two terms off the certified domain.
+   mean_j v_j ||x_j||)`` (Cauchy-Schwarz or the triangle inequality). With ``err = psi - psi~``,
+   ``P = (1/2)[err(g~ - t~) - err(g~ + t~)]`` is bounded by the smaller of ``(1/2) max(hi_- -
+   lo_+, hi_+ - lo_-)`` (signed ranges of ``err`` over ``g +- t +- (Dg + rho)``: ``eps / 2`` on the
+   domain) and ``(g + Dg) Slope_psi[|t| + rho + g + Dg]``, the mean-value theorem over the segment
+   ``[g~ - t~, g~ + t~]`` (length ``2 g~``), which keeps the near-cancellation of the two terms
+   off the certified domain.
 
-``Err_f[a, b]`` bounds ``sup_[a,b] |f - f~|`` and ``Slope_f[m]`` bounds ``sup_[-m,m] |f' - f~'|``
-(:class:`SumError`): on the certified domain the certificate ``eps = C h^2/8`` and the
-interpolation slope error ``C h/2``; off it the ReLU sum is affine and ``f`` is convex, so ``f -
-f~`` and ``f' - f~'`` are monotone there or have their extremum inside the domain, and the sup
-over an interval is ``eps`` or attained at its ends, which are evaluated exactly. Nothing is
-clipped: arguments far off the domain get the (large) endpoint errors, which then meet tiny
-local slopes or weights.
+:class:`SumError` gives signed ranges of ``f - f~`` over an interval and ``Slope_f[m] >=
+sup_[-m,m] |f' - f~'|``: on the certified domain ``f - f~`` lies in ``[-eps, 0]`` (the
+certificate ``eps = C h^2/8``; an interpolant of a convex ``f`` lies above it) and the slope
+error is at most ``C h/2``; off it the ReLU sum is affine and ``f`` is convex, so ``f - f~`` and
+``f' - f~'`` are monotone there or have their extremum inside the domain, and their extremes
+over an interval are the domain's or are attained at its ends, which are evaluated exactly.
+Nothing is clipped: arguments far off the domain get the (large) endpoint errors, which then
+meet tiny local slopes or weights.
 """
 
 from __future__ import annotations
@@ -130,19 +133,18 @@ class SumError:
         return SumError(f, df, approx, lo, hi, eps, h, slope_eps, float(slopes[0]),
                         float(slopes[-1]), convex, argmin)  # fmt: skip
 
-    def err(self, z: torch.Tensor) -> torch.Tensor:
-        """``|f(z) - f~(z)|`` (exact evaluation)."""
-        out = (self.f(z) - self.approx(z)).abs()
-        return torch.where(torch.isnan(out), math.inf, out)  # inf - inf far off the domain
-
-    def value_sup(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Bound on ``sup_{z in [a, b]} |f - f~|`` (elementwise intervals, ``a <= b``)."""
-        near = (b >= self.lo - self.h) & (a <= self.hi + self.h)  # meets the certified domain
-        out = near.to(a.dtype) * self.eps
+    def value_range(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bounds ``(lo, hi)`` on ``f - f~`` over ``[a, b]``: on the certified domain ``[-eps, 0]``
+        (an interpolant of a convex ``f`` lies above it), off it the signed ends."""
+        near = (b >= self.lo - self.h) & (a <= self.hi + self.h)
+        lo, hi = -near.to(a.dtype) * self.eps, torch.zeros_like(a)
         for z in (a, b):
             outside = (z < self.lo) | (z > self.hi)
-            out = torch.where(outside, torch.maximum(out, self.err(z)), out)
-        return out
+            d = self.f(z) - self.approx(z)
+            bad = torch.isnan(d)  # inf - inf far off the domain: no information
+            lo = torch.where(outside, torch.minimum(lo, torch.where(bad, -math.inf, d)), lo)
+            hi = torch.where(outside, torch.maximum(hi, torch.where(bad, math.inf, d)), hi)
+        return lo, hi
 
     def convex_range(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(min, max)`` of ``f~`` over ``[a, b]`` (elementwise), for a convex sum ``f~``."""
@@ -204,21 +206,23 @@ def _e_step(
     e_lo, e_hi = psi.convex_range(t_lo, t_hi)  # exact range of e~ = psi~(t~)
     l_lo, l_hi = logpi - e_hi, logpi - e_lo
     u_lo, u_hi = l_lo[..., K - 1], l_hi[..., K - 1]  # u_k = l_k + w_k = LSE_{i >= k} l_i
-    S = torch.zeros_like(u_lo)
+    S_up, S_dn = torch.zeros_like(u_lo), torch.zeros_like(u_lo)
     s_lo, s_hi = [torch.zeros_like(u_lo)] * K, [torch.zeros_like(u_lo)] * K  # sp~' on chain
-    for k in range(K - 2, -1, -1):  # the softplus errors add up in u_0 (LSE is 1-Lipschitz)
+    for k in range(K - 2, -1, -1):  # u~_k = LSE(l~_k, u~_{k+1}) - (sp - sp~)(v~_k)
         v_lo, v_hi = u_lo - l_hi[..., k], u_hi - l_lo[..., k]
-        S = S + sp.value_sup(v_lo, v_hi)
+        err_lo, err_hi = sp.value_range(v_lo, v_hi)
+        up, dn = err_hi.clamp_min(0), (-err_lo).clamp_min(0)
+        S_up, S_dn = S_up + up, S_dn + dn  # the errors add up in u_0 (LSE is 1-Lipschitz)
         s_lo[k], s_hi[k] = sp.slope_range(v_lo, v_hi)
-        u_lo = torch.logaddexp(l_lo[..., k], u_lo) - S
-        u_hi = torch.logaddexp(l_hi[..., k], u_hi) + S
-    eye = torch.eye(K, dtype=torch.bool)  # a_k = l_k - u_0 = log softmax_k(l) + (<= S):
+        u_lo = torch.logaddexp(l_lo[..., k], u_lo) - up
+        u_hi = torch.logaddexp(l_hi[..., k], u_hi) + dn
+    eye = torch.eye(K, dtype=torch.bool)  # a~_k = l~_k - u~_0 = log softmax_k(l~) - (u~_0 - LSE)
     a_lo = l_lo - torch.logsumexp(torch.where(eye, l_lo[..., None, :], l_hi[..., None, :]), -1)
     a_hi = l_hi - torch.logsumexp(torch.where(eye, l_hi[..., None, :], l_lo[..., None, :]), -1)
-    a_lo, a_hi = a_lo - S[..., None], a_hi + S[..., None]  # (increasing in l_k, decreasing else)
-    err = ex.value_sup(a_lo, a_hi)
+    a_lo, a_hi = a_lo - S_dn[..., None], a_hi + S_up[..., None]  # (incr. in l_k, decr. else)
+    x_lo, x_hi = ex.value_range(a_lo, a_hi)  # exp - exp~
     gamma = torch.softmax(logpi - 0.5 * t * t, dim=-1)
-    Dg = torch.maximum(torch.exp(a_hi) + err - gamma, gamma - torch.exp(a_lo) + err)
+    Dg = torch.maximum(torch.exp(a_hi) - x_lo - gamma, gamma - torch.exp(a_lo) + x_hi)
     # c_i = (prod_{m < i} sp~'_m) (1 - sp~'_i), the last without the factor (1 - .)
     c_lo, c_hi, p_lo, p_hi = [], [], torch.ones_like(u_lo), torch.ones_like(u_lo)
     for i in range(K):
@@ -237,11 +241,11 @@ def _pair_error(
     g: torch.Tensor, Dg: torch.Tensor, tt: torch.Tensor, rho: torch.Tensor, psi: SumError
 ) -> torch.Tensor:
     """Bound on ``|(1/2)[psi~(g~ + t~) - psi~(g~ - t~)] - g~ t~|`` (step 4)."""
-    delta = Dg + rho
+    delta = Dg + rho  # P = (1/2)[err(g~ - t~) - err(g~ + t~)], err = psi - psi~
     plus, minus = g + tt, g - tt
-    by_value = 0.5 * (
-        psi.value_sup(plus - delta, plus + delta) + psi.value_sup(minus - delta, minus + delta)
-    )
+    p_lo, p_hi = psi.value_range(plus - delta, plus + delta)
+    m_lo, m_hi = psi.value_range(minus - delta, minus + delta)
+    by_value = 0.5 * torch.maximum(m_hi - p_lo, p_hi - m_lo)
     by_slope = (g + Dg) * psi.slope_sup(tt.abs() + rho + g + Dg)
     return torch.minimum(by_value, by_slope)
 

@@ -176,11 +176,13 @@ def test_sum_error_bounds_hold_on_a_dense_grid(
     ta, tb = torch.tensor([a], dtype=f64), torch.tensor([b], dtype=f64)
     # the bound is exact at the ends, so allow float64 round-off of the values only
     tol = 1e-12 * (1 + float(f.abs().max()))
-    assert float((f - fa).abs().max()) <= float(err.value_sup(ta, tb)) + tol
+    lo, hi = err.value_range(ta, tb)
+    assert float(lo) - tol <= float((f - fa).min()) and float((f - fa).max()) <= float(hi) + tol
     lo_s, hi_s = err.slope_range(ta, tb)
-    slopes = torch.diff(fa) / torch.diff(z)
-    if width > 1e-6:  # finite differences: the round-off of the values over the spacing
-        tol_s = 1e-9 + 8e-16 * (1 + float(fa.abs().max())) / (width / 4000)
+    zs = z[::10]  # 401 points: secant slopes of the piecewise-linear sum
+    slopes = torch.diff(err.approx(zs)) / torch.diff(zs)
+    if width > 1e-6:  # finite differences: the round-off of the M-term sums over the spacing
+        tol_s = 1e-9 + 1e-13 * (1 + float(fa.abs().max())) / (width / 400)
         assert float(slopes.min()) >= float(lo_s) - tol_s
         assert float(slopes.max()) <= float(hi_s) + tol_s
     if name == "psi":
