@@ -102,7 +102,7 @@ def test_general_estimate_within_propagated_certificate_at_every_layer(arch: str
     )  # fmt: skip
     ratio, gb = _layer_ratio(tf, X, y, init, xq, tf.relu_sums)
     assert ratio <= 1.0, ratio
-    assert float(gb.bound.max()) < 0.05  # informative: ||beta_k|| = 1 (measured <= 2.7e-2)
+    assert float(gb.bound.max()) < 0.05  # informative: ||beta_k|| = 1 (measured <= 1.2e-2)
 
 
 @settings(max_examples=6)  # each example builds and runs a transformer
@@ -114,7 +114,7 @@ def test_general_estimate_within_propagated_certificate_at_every_layer(arch: str
     T_inner=st.integers(1, 2),
     alpha=st.sampled_from([0.5, 1.0]),
     M=st.sampled_from([16, 32, 64]),
-    R=st.sampled_from([6.0, 12.0]),
+    R=st.sampled_from([4.0, 6.0, 12.0]),
     seed=st.integers(0, 10_000),
 )
 def test_general_certificate_holds_on_random_prompts(
@@ -140,8 +140,8 @@ def test_general_certificate_holds_on_random_prompts(
 @pytest.mark.fault
 def test_fault_general_estimate_within_propagated_certificate_detects_coarser_estep() -> None:
     # The transformer built with M = 16 ReLU terms, checked against the certificate of the
-    # M = 128 sums: its gap exceeds that certificate (measured ratio 6.2; against its own
-    # certificate the ratio is 0.11).
+    # M = 128 sums: its gap exceeds that certificate (measured ratio 9.5; against its own
+    # certificate the ratio is 0.18).
     s = SETTING
     X, y, init, xq = _prompts(s, 3)
     coarse = build_gradient_em_transformer(
