@@ -336,6 +336,7 @@ def general_gap_bound(
                 + (_weighted_norm(tt.abs()[..., None] * Lam, xx, n) * E0[:, None]).sum(-1),
             )  # (B, K)
             E = contraction * E + alpha * N + alpha * G_k * E
+            E = torch.nan_to_num(E, nan=math.inf)  # inf * 0 of a vacuous bound stays vacuous
             r = gamma * tt * sigma
             betas = betas + alpha * torch.einsum("bnk,bnd->bkd", r, X) / n
             b_row.append(E)
