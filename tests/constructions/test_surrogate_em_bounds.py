@@ -91,16 +91,20 @@ def test_exact_iterates_equal_gradient_em() -> None:
     assert gb.outer().shape == (SETTING.B, 3)
 
 
-@pytest.mark.parametrize("K", [2, 3])
-@pytest.mark.parametrize("arch", ARCHS)
-def test_general_estimate_within_propagated_certificate_at_every_layer(arch: str, K: int) -> None:
+@pytest.mark.parametrize(
+    ("arch", "K", "T_inner", "alpha"),
+    [(arch, K, 1, 1.0) for arch in ARCHS for K in (2, 3)] + [("attention-mlp", 3, 2, 0.5)],
+)
+def test_general_estimate_within_propagated_certificate_at_every_layer(
+    arch: str, K: int, T_inner: int, alpha: float
+) -> None:
     s = SETTING
     X, y, init, xq = _prompts(s, K)
     tf = build_gradient_em_transformer(
-        s.d, K, s.n, s.sigma, T_OUTER, 1, s.alpha, M_TERMS, symmetric=False, pi=PIS[K],
+        s.d, K, s.n, s.sigma, T_OUTER, T_inner, alpha, M_TERMS, symmetric=False, pi=PIS[K],
         R_residual=R_RES, architecture=arch,
     )  # fmt: skip
-    ratio, gb = _layer_ratio(tf, X, y, init, xq, tf.relu_sums)
+    ratio, gb = _layer_ratio(tf, X, y, init, xq, tf.relu_sums, T_inner)
     assert ratio <= 1.0, ratio
     assert float(gb.bound.max()) < 0.05  # informative: ||beta_k|| = 1 (measured <= 1.2e-2)
 
