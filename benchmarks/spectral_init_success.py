@@ -78,12 +78,12 @@ def general_k2(
     snr: float, ratio: int, T_outer: int, pi: tuple[float, float], seed: int = 0
 ) -> dict[str, float]:
     """General K = 2: success of the corrected start and of the old ``s u_k`` start, their
-    median start / final errors, and the fraction of prompts whose ``u`` has the sign of
-    ``-delta`` (the mislabelled start when pi_1 != pi_2)."""
+    median start / final errors, and the fraction of prompts whose start has
+    ``<beta_1^(0) - beta_2^(0), delta> < 0`` (mislabelled when pi_1 != pi_2, a label swap else)."""
     b = sample_mor(MoRConfig(d=D, K=2, n=ratio * D, snr=snr, pi=pi), B, seed=seed)
     X, y = b.X_train, b.y_train
     sfn = spectral_functions(spectral_relu_sums())
-    new = spectral_init_k2(X, y, pi, sfn, T_power=T_POWER)
+    new = spectral_init_k2(X, y, b.sigma, pi, sfn, T_power=T_POWER)
     old = spectral_init(X, y, b.sigma, 2, sfn, T_power=T_POWER).init
     s = general_relu_sums(M)
     fns = EStepFunctions(s["psi"], s["softplus"], s["exp"])
@@ -97,7 +97,7 @@ def general_k2(
     e0 = em(b.betas)
     e_new, e_old = em(new.init), em(old)
     delta = b.betas[:, 0] - b.betas[:, 1]
-    flipped = (new.basis[:, 0] * delta).sum(-1) < 0
+    flipped = ((new.init[:, 0] - new.init[:, 1]) * delta).sum(-1) < 0
     return {
         "success": float((e_new <= 2 * e0).double().mean()),
         "success_old": float((e_old <= 2 * e0).double().mean()),

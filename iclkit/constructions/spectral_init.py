@@ -37,9 +37,10 @@ power iteration (steps 2-3 with P = 1) on ``A_hat = M_hat - 2 w_hat w_hat^T``, i
 ``g = relu(mu)``, ``rho = f_gap(g)`` refined by ``NEWTON_STEPS`` Newton steps for ``g^{-1/2}``,
 ``t = g rho ~ sqrt(g)``; ``beta_1^(0) = w_hat + pi_2 t u``, ``beta_2^(0) = w_hat - pi_1 t u``.
 The sign of ``u`` is not identified by second moments: with ``pi_1 = pi_2`` the other sign is
-a label swap; with ``pi_1 != pi_2`` it gives the mislabelled start ``(w_hat - pi_2 t u,
-w_hat + pi_1 t u)`` (not corrected here; ``docs/construction.md`` measures it). sigma does not
-enter. Every scalar function is refined by Newton steps, so with in-domain values the surrogate
+a label swap; with ``pi_1 != pi_2`` it would give the mislabelled start ``(w_hat - pi_2 t u,
+w_hat + pi_1 t u)``, so the sign ``s`` is decided from ``h = (1/n) sum_i |y_i| y_i x_i``
+(:func:`k2_sign`) and ``beta_1^(0) = w_hat + s pi_2 t u``, ``beta_2^(0) = w_hat - s pi_1 t u``.
+sigma enters that decision only. Every scalar function is refined by Newton steps, so with in-domain values the surrogate
 equals the exact algorithm to round-off.
 
 With the exact functions (:meth:`SpectralFunctions.exact`) this is the spectral initialisation
@@ -66,9 +67,12 @@ __all__ = [
     "NEWTON_STEPS",
     "RSQRT_DOMAIN",
     "SCALE_DOMAIN",
+    "SIGN_DOMAIN",
+    "SIGN_PI_ATOL",
     "SpectralFunctions",
     "SpectralInit",
     "geometric_relu_sum",
+    "k2_sign",
     "spectral_init",
     "spectral_init_k2",
     "spectral_relu_sums",
@@ -89,6 +93,10 @@ RSQRT_DOMAIN = (4.0**-10, 4.0, 18)
 #: ``4^-10 .. 4^12``, <= 19 % inside; above ``3 hi`` the Newton steps would diverge, below
 #: ``lo`` they underestimate ``sqrt(g)`` (a gap below 1e-3: the components nearly coincide).
 GAP_DOMAIN = (4.0**-10, 4.0, 24)
+#: (lo, ratio, terms) of ``z^(-1/2)`` for ``z = D'^2``, the squared scale-free sign statistic of
+#: :func:`k2_sign`: ``4^-24 .. 4^8`` (|D'| from 6e-8 to 256), <= 19 % inside; below it the sign
+#: comes out soft (``|s| < 1``: the two hypotheses nearly tie).
+SIGN_DOMAIN = (4.0**-24, 4.0, 34)
 #: Newton steps for ``q^{-1/2}`` after the ReLU sum: relative error 0.19 -> 5e-2 -> 4e-3 -> 3e-5
 #: -> 1e-9 -> round-off (``e <- 1.5 e^2`` to leading order).
 NEWTON_STEPS = 5
@@ -105,17 +113,19 @@ class SpectralFunctions:
     scale: Fn
     rsqrt: Fn
     gap: Fn | None = None
+    sign: Fn | None = None
 
     @staticmethod
     def exact() -> SpectralFunctions:
         """``1/z``, ``sqrt(max(z, lo))`` (``lo`` the scale sum's floor), ``z^(-1/2)``, and
         ``max(z, lo_gap)^(-1/2)`` (the gap sum's floor: finite at ``z = 0``, where ``t = 0``)."""
-        lo, lo_gap = SCALE_DOMAIN[0], GAP_DOMAIN[0]
+        lo, lo_gap, lo_sign = SCALE_DOMAIN[0], GAP_DOMAIN[0], SIGN_DOMAIN[0]
         return SpectralFunctions(
             lambda z: 1.0 / z,
             lambda z: z.clamp_min(lo).sqrt(),
             lambda z: z.rsqrt(),
             lambda z: z.clamp_min(lo_gap).rsqrt(),
+            lambda z: z.clamp_min(lo_sign).rsqrt(),
         )
 
 
@@ -199,12 +209,15 @@ def spectral_relu_sums() -> dict[str, ReluSum]:
         "scale": geometric_relu_sum(torch.sqrt, *SCALE_DOMAIN),
         "rsqrt": geometric_relu_sum(torch.rsqrt, *RSQRT_DOMAIN),
         "gap": geometric_relu_sum(torch.rsqrt, *GAP_DOMAIN),
+        "sign": geometric_relu_sum(torch.rsqrt, *SIGN_DOMAIN),
     }
 
 
 def spectral_functions(sums: dict[str, ReluSum]) -> SpectralFunctions:
     """:class:`SpectralFunctions` of the sums of :func:`spectral_relu_sums`."""
-    return SpectralFunctions(sums["inv"], sums["scale"], sums["rsqrt"], sums.get("gap"))
+    return SpectralFunctions(
+        sums["inv"], sums["scale"], sums["rsqrt"], sums.get("gap"), sums.get("sign")
+    )
 
 
 def spectral_init(
@@ -269,6 +282,7 @@ def _newton_rsqrt(q: torch.Tensor, r: torch.Tensor, steps: int) -> torch.Tensor:
 def spectral_init_k2(
     X: torch.Tensor,
     y: torch.Tensor,
+    sigma: float | torch.Tensor,
     pi: torch.Tensor | Sequence[float],
     fns: SpectralFunctions,
     *,
@@ -279,7 +293,9 @@ def spectral_init_k2(
 
     Parameters
     ----------
-    X : (B, n, d), y : (B, n); pi : the known weights ``(pi_1, pi_2)`` or (B, 2), all > 0.
+    X : (B, n, d), y : (B, n); sigma : float or (B,) (enters the sign decision only);
+    pi : the known weights ``(pi_1, pi_2)`` or (B, 2), all > 0; where ``pi_1 != pi_2`` the sign
+    of ``u`` is decided by :func:`k2_sign` (else it is a label swap and left as it comes).
     fns : exact functions or the construction's ReLU sums (``inv``, ``rsqrt``, ``gap``).
     T_power : power iterations (>= 0); newton_steps : Newton steps for each ``z^{-1/2}``.
 
@@ -321,10 +337,75 @@ def spectral_init_k2(
     mu = (u * apply(u)).sum(-1) * (1.0 / (2.0 * p1 * p2))[:, 0]
     g = mu.clamp_min(0.0)
     t = g * _newton_rsqrt(g, gap_fn(g), newton_steps)
-    tu = t[:, None] * u
+    sig = torch.as_tensor(sigma, dtype=dt).reshape(-1).expand(B)
+    unequal = (p1 - p2).abs()[:, 0] > SIGN_PI_ATOL
+    sgn = torch.ones(B, dtype=dt)
+    if bool(unequal.any()):
+        yay = (y.abs() * y)[:, :, None] * X
+        sign_fn = gap_fn if fns.sign is None else fns.sign
+        dec = k2_sign(
+            yay.mean(1), wh, u, t, sig, inv, p1[:, 0], p2[:, 0], (gap_fn, sign_fn), newton_steps
+        )
+        sgn = torch.where(unequal, dec, sgn)
+    tu = (sgn * t)[:, None] * u
     init = torch.stack([wh + p2 * tu, wh - p1 * tu], 1)
     q = torch.stack(qs, -1)
     return SpectralInit(init, u[:, None], m2, t, q.amin(-1), q.amax(-1), mu)
+
+
+#: ``|pi_1 - pi_2|`` above which the sign of ``u`` is decided (below it the other sign is a
+#: label swap).
+SIGN_PI_ATOL = 1e-12
+#: ``E|N(0, s^2)|^3 / s^2 = 2 sqrt(2/pi) s`` (the constant of ``E[|y| y x]``).
+_ABS3 = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+def k2_sign(
+    h: torch.Tensor,
+    wh: torch.Tensor,
+    u: torch.Tensor,
+    t: torch.Tensor,
+    sigma: torch.Tensor,
+    inv: torch.Tensor,
+    p1: torch.Tensor,
+    p2: torch.Tensor,
+    rsqrt: tuple[Fn, Fn],
+    newton_steps: int,
+) -> torch.Tensor:
+    """The sign ``s`` of ``u`` in ``beta_1 = w_hat + s pi_2 t u``, ``beta_2 = w_hat - s pi_1 t u``
+    (this project's derivation [DERIVED]): given the component, ``(x, y)`` are jointly Gaussian, so
+    ``E[|y| y x] = 2 sqrt(2/pi) sum_k pi_k S_k beta_k``, ``S_k = (||beta_k||^2 + sigma^2)^(1/2)``.
+    With ``h = (1/n) sum_i |y_i| y_i x_i``, ``g_hat = <h, u> / (2 sqrt(2/pi))`` and
+    ``G(s) = pi_1 S_1(s) (a + s pi_2 t) + pi_2 S_2(s) (a - s pi_1 t)`` (``a = <w_hat, u>``), the
+    decision is the sign of ``D = (g_hat - (G(+) + G(-))/2) (G(+) - G(-))`` (the nearer ``G``).
+    Made scale-free as ``D' = D inv^2`` (``inv ~ 1/m2 > 0`` does not change the sign), it is
+    ``D' rsqrt(D'^2)`` with Newton steps: exactly ``+-1`` while ``D'^2`` is in the ``rsqrt``
+    domain, a soft ``|s| < 1`` (a start nearer ``w_hat``) when the two hypotheses nearly tie
+    (``D'^2`` below the domain). Each ``S`` is ``z rsqrt(z)`` with Newton steps.
+
+    h, wh, u : (B, d); t, sigma, inv, p1, p2 : (B,); rsqrt : the ``z^(-1/2)`` of ``z`` (GAP
+    domain) and of ``D'^2`` (SIGN domain) -> (B,) in [-1, 1].
+    """
+    a = (wh * u).sum(-1)
+    base = (wh * wh).sum(-1) + sigma * sigma
+    ta, tt = t * a, t * t
+    z = torch.stack(
+        [base + 2 * p2 * ta + p2 * p2 * tt, base - 2 * p2 * ta + p2 * p2 * tt,
+         base - 2 * p1 * ta + p1 * p1 * tt, base + 2 * p1 * ta + p1 * p1 * tt], -1
+    )  # fmt: skip  # ||beta_1(+)||^2, ||beta_1(-)||^2, ||beta_2(+)||^2, ||beta_2(-)||^2 + sigma^2
+    S = z * _newton_rsqrt(z, rsqrt[0](z), newton_steps)
+    s1p, s1m, s2p, s2m = S.unbind(-1)
+    pp = p1 * p2
+    delta = (
+        p1 * a * (s1p - s1m) + pp * t * (s1p + s1m) + p2 * a * (s2p - s2m) - pp * t * (s2p + s2m)
+    )
+    total = (
+        p1 * a * (s1p + s1m) + pp * t * (s1p - s1m) + p2 * a * (s2p + s2m) - pp * t * (s2p - s2m)
+    )
+    e = ((h * u).sum(-1) / _ABS3 - 0.5 * total) * inv
+    dd = e * (delta * inv)
+    q = dd * dd
+    return dd * _newton_rsqrt(q, rsqrt[1](q), newton_steps)
 
 
 def fraction_free_gram_schmidt(V: torch.Tensor) -> torch.Tensor:

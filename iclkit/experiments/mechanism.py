@@ -158,7 +158,8 @@ class SpectralStart:
         """X : (B, n, d), y : (B, n) -> (B, P, d), differentiable in X and y."""
         X, y = X.to(F64), y.to(F64)
         if self.pi is not None:
-            return spectral_init_k2(X, y, self.pi, self.functions, T_power=self.T_power).init
+            fns, T = self.functions, self.T_power
+            return spectral_init_k2(X, y, self.sigma, self.pi, fns, T_power=T).init
         return spectral_init(X, y, self.sigma, self.P, self.functions, T_power=self.T_power).init
 
 

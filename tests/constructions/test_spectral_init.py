@@ -89,7 +89,7 @@ def test_transformer_equals_surrogate_init_and_final(
     init_tf = tf.initial_estimate(X, y, xq)
     fns = spectral_functions(tf.sums)
     if tf.layout.k2:  # general K = 2: the first-moment-corrected start
-        sur = spectral_init_k2(X, y, tf.em.pi, fns, T_power=3)
+        sur = spectral_init_k2(X, y, tf.em.sigma, tf.em.pi, fns, T_power=3)
     else:
         sur = spectral_init(X, y, tf.em.sigma, tf.layout.P, fns, T_power=3)
     assert _rel(init_tf, sur.init) <= REL

@@ -36,6 +36,7 @@ from iclkit.constructions.relu_approx import ReluSum
 from iclkit.constructions.spectral_init import (
     GAP_DOMAIN,
     NEWTON_STEPS,
+    SIGN_PI_ATOL,
     SpectralFunctions,
     SpectralInit,
     spectral_functions,
@@ -162,7 +163,8 @@ def build_in_context_transformer(
         symmetric=config.symmetric, pi=pi, R_residual=config.R_residual,
     )  # fmt: skip
     k2 = em.layout.P == 2 and not em.layout.symmetric
-    lay = InitLayout(em.layout, 1, k2=True) if k2 else InitLayout(em.layout, em.layout.P)
+    sign = k2 and abs(em.pi[0] - em.pi[1]) > SIGN_PI_ATOL
+    lay = InitLayout(em.layout, 1, k2=True, sign=sign) if k2 else InitLayout(em.layout, em.layout.P)
     if lay.P > d:
         raise ParameterError(
             f"K must be <= d for the spectral initialisation, got K = {K}, d = {d}"
@@ -171,8 +173,8 @@ def build_in_context_transformer(
     T_power = check_int(config.power_iterations, "power_iterations", minimum=0)
     if k2:
         pi2 = (em.pi[0], em.pi[1])
-        phases = k2_spectral_init_phases(lay, pi2, sums, T_power, NEWTON_STEPS)
-        expected = k2_init_layer_count(T_power, sums, NEWTON_STEPS)
+        phases = k2_spectral_init_phases(lay, em.sigma, pi2, sums, T_power, NEWTON_STEPS)
+        expected = k2_init_layer_count(T_power, sums, NEWTON_STEPS, sign=sign)
         formula = k2_init_layer_formula_text()
     else:
         phases = spectral_init_phases(lay, em.sigma, sums, T_power, NEWTON_STEPS)
@@ -280,7 +282,7 @@ def run_in_context_transformer(
         inits["tf"][idx] = tf.initial_estimate(Xb, yb, qb, attention=config.attention)
         fns = spectral_functions(tf.sums)
         if tf.layout.k2:
-            sur = spectral_init_k2(Xb, yb, key[1:], fns, T_power=tf.T_power)
+            sur = spectral_init_k2(Xb, yb, key[0], key[1:], fns, T_power=tf.T_power)
             _check_gap(sur)
         else:
             sur = spectral_init(Xb, yb, key[0], P, fns, T_power=tf.T_power)
@@ -342,7 +344,7 @@ def _algorithm_init(
     """The exact spectral initialisation (same steps, exact scalar functions); with ``pi``
     (B, 2) the general K = 2 start with the first-moment correction."""
     if pi is not None:
-        return spectral_init_k2(X, y, pi, SpectralFunctions.exact(), T_power=T_power)
+        return spectral_init_k2(X, y, sigma, pi, SpectralFunctions.exact(), T_power=T_power)
     return spectral_init(X, y, sigma, P, SpectralFunctions.exact(), T_power=T_power)
 
 

@@ -53,13 +53,17 @@ class InitLayout:
 
     ``k2``: the general K = 2 start with the first-moment correction (P = 1 power vector for a
     base of 2 estimates), whose extra slots ``wh`` (width d) and scalars ``g, rho, sg, t`` follow
-    ``sc``."""
+    ``sc``; ``sign`` (k2 with pi_1 != pi_2): ``SIGN_SLOTS(d)`` more slots after ``t`` for the sign
+    decision (:func:`sign_slot`, laid out by :mod:`.spectral_init_sign`)."""
 
     base: TokenLayout
     P: int
     k2: bool = False
+    sign: bool = False
 
     def __post_init__(self) -> None:
+        if self.sign and not self.k2:
+            raise ParameterError("sign: the sign decision exists for the k2 layout only")
         if self.k2:
             if self.P != 1 or self.base.P != 2 or self.base.symmetric:
                 raise ParameterError(
@@ -134,9 +138,21 @@ class InitLayout:
         """``g rho ~ ||beta_1 - beta_2||`` (k2 only)."""
         return self._k2_scalar(3)
 
+    def sign_slot(self, i: int) -> int:
+        """The i-th coordinate of the sign decision's slots (sign only)."""
+        return self._k2_scalar(4 + i)
+
     @property
     def D(self) -> int:
-        return self._k2_scalar(4) if self.k2 else self._scalar(3 * self.P + 3)
+        if not self.k2:
+            return self._scalar(3 * self.P + 3)
+        return self._k2_scalar(4 + (sign_slots(self.d) if self.sign else 0))
+
+
+def sign_slots(d: int) -> int:
+    """Coordinates of the sign decision: ``h`` (d), ``a, W2, E, Dl, Dd, Q, rQ, sQ, sh``, and
+    ``z, rz, sz, S`` for the 4 hypotheses' norms."""
+    return d + 9 + 16
 
 
 def _head(lay: InitLayout, pairs: list[Pair], writes: list[Write], label: str) -> Head:

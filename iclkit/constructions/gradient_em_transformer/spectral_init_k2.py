@@ -40,6 +40,7 @@ from .spectral_init import (
     _unit,
     newton_step,
 )
+from .spectral_init_sign import sign_extra_layers, sign_h_heads, sign_output, sign_phases
 
 __all__ = ["k2_init_layer_count", "k2_init_layer_formula_text", "k2_spectral_init_phases"]
 
@@ -72,17 +73,20 @@ def _power_step(lay: InitLayout) -> list[list[Head]]:
 
 def k2_spectral_init_phases(
     lay: InitLayout,
+    sigma: float,
     pi: tuple[float, float],
     sums: dict[str, ReluSum],
     T_power: int,
     newton_steps: int,
 ) -> list[Phase]:
-    """The phases 1-4 of the module docstring, tagged ``("init", step, 0)``."""
+    """The phases 1-4 of the module docstring, tagged ``("init", step, 0)``; with ``lay.sign``
+    the sign decision of :mod:`.spectral_init_sign` before the output (``sigma`` enters there)."""
     one, v, w = lay.base.one, lay.v(0), lay.w(0)
     p1, p2 = float(pi[0]), float(pi[1])
     wh_head = _head(lay, _unit(lay), [(lay.wh, coords(lay.base.yx), 1.0)], "w_hat += yx_j")
     lists = [[*_start(lay), wh_head]]
-    lists.append(_relu_sum(lay, [([lay.m2], [one], 1.0)], sums["inv"], lay.inv, "inv"))
+    inv = _relu_sum(lay, [([lay.m2], [one], 1.0)], sums["inv"], lay.inv, "inv")
+    lists.append(inv + sign_h_heads(lay) if lay.sign else inv)
     for _ in range(T_power):
         lists += _normalise(lay, sums["rsqrt"]) + _rescale(lay) + _power_step(lay)
     lists += _normalise(lay, sums["rsqrt"]) + _rescale(lay) + _normalise(lay, sums["rsqrt"])
@@ -103,6 +107,10 @@ def k2_spectral_init_phases(
     for _ in range(newton_steps):
         lists += newton_step(lay, [(lay.g, lay.rho, lay.sg, "gap")])
     lists.append([_head(lay, [([lay.g], [lay.rho], 1.0)], [([lay.t], [one], 1.0)], "t = g rho")])
+    if lay.sign:
+        lists += sign_phases(lay, sigma, pi, sums, newton_steps)
+        lists.append(sign_output(lay, pi))
+        return [Phase(h, ("init", i, 0)) for i, h in enumerate(lists)]
     b0, b1 = coords(lay.base.beta(0)), coords(lay.base.beta(1))
     mean: list[Write] = [(b0, lay.wh, 1.0), (b1, lay.wh, 1.0)]
     gap: list[Write] = [(b0, w, p2), (b1, w, -p1)]
@@ -114,16 +122,20 @@ def k2_spectral_init_phases(
     return [Phase(h, ("init", i, 0)) for i, h in enumerate(lists)]
 
 
-def k2_init_layer_count(T_power: int, sums: dict[str, ReluSum], newton_steps: int) -> int:
+def k2_init_layer_count(
+    T_power: int, sums: dict[str, ReluSum], newton_steps: int, *, sign: bool = False
+) -> int:
     """Layers of :func:`k2_spectral_init_phases` (formula: :func:`k2_init_layer_formula_text`)."""
     N = 1 + _layers(sums["rsqrt"].M + 1)
-    M_inv, M_gap = sums["inv"].M, sums["gap"].M
-    return 1 + _layers(M_inv) + T_power * (N + 4) + 2 * N + 4 * newton_steps + 7 + _layers(M_gap)
+    M_inv, M_gap = sums["inv"].M + (2 if sign else 0), sums["gap"].M
+    L = 1 + _layers(M_inv) + T_power * (N + 4) + 2 * N + 4 * newton_steps + 7 + _layers(M_gap)
+    return L + (sign_extra_layers(sums, newton_steps) if sign else 0)
 
 
 def k2_init_layer_formula_text() -> str:
     """:func:`k2_init_layer_count` in words."""
     return (
         "L_init = 1 + ceil(M_inv/4) + T_power (N + 4) + 2 N + 4 N_newton + 7 + ceil(M_gap/4), "
-        "N = 1 + ceil((M_rsqrt + 1)/4) (general K = 2, first-moment correction)"
+        "N = 1 + ceil((M_rsqrt + 1)/4) (general K = 2, first-moment correction); pi_1 != pi_2: "
+        "M_inv -> M_inv + 2 and + 11 + M_gap + ceil(M_sign/4) + 6 N_newton (sign decision)"
     )
