@@ -19,6 +19,8 @@ import argparse
 from collections.abc import Mapping
 from typing import get_args
 
+import torch
+
 from iclkit.constructions.attention import AttentionPath
 from iclkit.constructions.gradient_em_transformer import (
     CONSTRUCT_PROMPTS,
@@ -35,6 +37,7 @@ from iclkit.constructions.gradient_em_transformer import (
     run_in_context_transformer,
     run_on_sampled_prompts,
 )
+from iclkit.theory.validation import ParameterError
 
 from . import options
 
@@ -84,12 +87,16 @@ def add(sub: options.SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.inp is not None and args.init != "given":
-        return _run_file_in_context(args)
+    data = None
+    if args.inp is not None:  # read once; whether it holds an init decides the default
+        data = options.load_npz(args.inp, ["X", "y", "sigma", "x_query"], ["pi", "init"])
     if args.init is None:
-        args.init = default_init_mode(args.inp is not None, args.architecture, args.dtype)
+        has_init = data is not None and "init" in data
+        args.init = default_init_mode(has_init, args.architecture, args.dtype)
     config = options.config_from_args(ConstructionConfig, args)
-    if args.inp is None and config.init == "in-context":
+    if data is not None:
+        return _run_file(args, data, config)
+    if config.init == "in-context":
         s = run_in_context_on_sampled_prompts(options.prompts_config_from(args), config)
         ic_errors = {
             "prediction_error_vs_oracle": s.prediction_error_vs_oracle,
@@ -99,39 +106,36 @@ def run(args: argparse.Namespace) -> int:
             "sqrt_d_over_n": s.sqrt_d_over_n,
         }
         return _finish(args, s.result.run, {**_init_summary(s.result), **ic_errors})
-    if args.inp is None:
-        sampled = run_on_sampled_prompts(options.prompts_config_from(args), config)
-        res = sampled.run
-        errors: Mapping[str, object] = {
-            "prediction_error_vs_oracle": sampled.prediction_error_vs_oracle,
-            "parameter_error": sampled.parameter_error,
-            "sqrt_d_over_n": sampled.sqrt_d_over_n,
-        }
-    else:
-        data = options.load_npz(args.inp, ["X", "y", "init", "sigma", "x_query"], ["pi"])
-        res = run_gradient_em_transformer(
-            data["X"], data["y"], data["init"], data["x_query"], data["sigma"].reshape(-1),
-            data.get("pi"), config,
-        )  # fmt: skip
-        errors = {}
-    return _finish(args, res, errors)
+    sampled = run_on_sampled_prompts(options.prompts_config_from(args), config)
+    errors: Mapping[str, object] = {
+        "prediction_error_vs_oracle": sampled.prediction_error_vs_oracle,
+        "parameter_error": sampled.parameter_error,
+        "sqrt_d_over_n": sampled.sqrt_d_over_n,
+    }
+    return _finish(args, sampled.run, errors)
 
 
-def _run_file_in_context(args: argparse.Namespace) -> int:
-    """--in without init (or --init in-context): the spectral-initialisation construction."""
-    data = options.load_npz(args.inp, ["X", "y", "sigma", "x_query"], ["pi", "init"])
-    if args.init is None and "init" in data:
-        args.init = "given"
-        return run(args)
-    args.init = "in-context"
-    config = options.config_from_args(ConstructionConfig, args)
-    pi, init = data.get("pi"), data.get("init")
-    shaped = pi if pi is not None else init
-    K = int(args.K) if shaped is None else int(shaped.shape[1])
-    res = run_in_context_transformer(
-        data["X"], data["y"], data["x_query"], data["sigma"].reshape(-1), pi, config, K=K
+def _run_file(
+    args: argparse.Namespace, data: Mapping[str, torch.Tensor], config: ConstructionConfig
+) -> int:
+    """--in: the prompts of the file, from its init ("given") or from the spectral start."""
+    sigma, pi = data["sigma"].reshape(-1), data.get("pi")
+    if config.init == "in-context":
+        shaped = pi if pi is not None else data.get("init")
+        K = int(args.K) if shaped is None else int(shaped.shape[1])
+        res = run_in_context_transformer(
+            data["X"], data["y"], data["x_query"], sigma, pi, config, K=K
+        )
+        return _finish(args, res.run, _init_summary(res))
+    if "init" not in data:
+        raise ParameterError(
+            f"--in: {args.inp} has no 'init' array, which --init given needs "
+            "(add one, or use --init in-context with the attention-only float64 form)"
+        )
+    run_ = run_gradient_em_transformer(
+        data["X"], data["y"], data["init"], data["x_query"], sigma, pi, config
     )
-    return _finish(args, res.run, _init_summary(res))
+    return _finish(args, run_, {})
 
 
 def _init_summary(res: InContextRun) -> dict[str, object]:

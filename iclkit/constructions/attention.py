@@ -284,26 +284,40 @@ def _dense_heads(
     buf = H.new_empty(G * m * rows * cols)
     part = H.new_empty(G * m * rows * c)
     off = mask == 0
+    key_tiles = [(j0, min(N, j0 + cols)) for j0 in range(0, N, cols)]
+    # rank-1 scores are outer products: a broadcast multiply (the same single rounding as bmm's
+    # one-term sum, so bit-identical) writes them ~2x faster than a GEMM with inner dimension 1
+    outer = r == 1
     for b0 in range(0, B, G):
         b1 = min(B, b0 + G)
         g, hb = b1 - b0, slice(b0 * m, b1 * m)
+        # the tiles' operands and score buffers are views made once per group of prompts, not
+        # per block: with ~10^4 blocks per layer the per-call overhead of slicing was ~1/4 of
+        # the dense path's time
+        keys = [(k_[hb, j0:j1], vT[hb, :, j0:j1], j1 - j0) for j0, j1 in key_tiles]
+        blocks: dict[tuple[int, int], torch.Tensor] = {}
         for s0 in range(0, N, rows):
             s1 = min(N, s0 + rows)
             k = s1 - s0
+            q = qT[hb, :, s0:s1]
             o = part[: g * m * c * k].view(g * m, c, k)
-            for j0 in range(0, N, cols):
-                j1 = min(N, j0 + cols)
-                ST = buf[: g * m * (j1 - j0) * k].view(g * m, j1 - j0, k)
-                torch.bmm(k_[hb, j0:j1], qT[hb, :, s0:s1], out=ST)
+            for t, (kk, vv, width) in enumerate(keys):
+                ST = blocks.get((width, k))
+                if ST is None:
+                    ST = blocks[(width, k)] = buf[: g * m * width * k].view(g * m, width, k)
+                if outer:
+                    torch.mul(kk, q, out=ST)
+                else:
+                    torch.bmm(kk, q, out=ST)
                 if kind == "relu":
                     ST.relu_()
                 elif kind == "softmax":  # cols == N: the softmax sees every key
                     ST.view(g, m, N, k).masked_fill_(off[b0:b1, None, :, None], float("-inf"))
                     ST = ST.softmax(1)
-                if j0 == 0:
-                    torch.bmm(vT[hb, :, j0:j1], ST, out=o)
+                if t == 0:
+                    torch.bmm(vv, ST, out=o)
                 else:
-                    o.baddbmm_(vT[hb, :, j0:j1], ST)
+                    o.baddbmm_(vv, ST)
             torch.sum(o.view(g, m, c, k), 1, out=accT[b0:b1, :, s0:s1])
     return accT.transpose(1, 2)
 

@@ -24,6 +24,25 @@ The algorithm (this project's design [RECON]; every step is realisable by ReLU a
    for ``q^{-1/2}``, ``u_k = r v_k``;
 4. the initial estimates by the fixed rule ``beta_k^(0) = s u_k``.
 
+**General K = 2: first-moment correction** (this project's derivation [DERIVED]; the
+algorithm :func:`spectral_init_k2`). With ``w = E[y x] = sum_k pi_k beta_k`` and
+``E M_hat = 2 sum_k pi_k beta_k beta_k^T``, for K = 2
+
+    E M_hat - 2 w w^T = 2 pi_1 pi_2 delta delta^T,     delta = beta_1 - beta_2,
+
+and ``beta_1 = w + pi_2 delta``, ``beta_2 = w - pi_1 delta``. So: ``w_hat = (1/n) sum_i y_i x_i``;
+power iteration (steps 2-3 with P = 1) on ``A_hat = M_hat - 2 w_hat w_hat^T``, i.e.
+``A_hat w = (1/n) sum_i <w, y_i x_i> y_i x_i - m2 w - 2 <w_hat, w> w_hat``, to the unit vector
+``u``; the Rayleigh quotient ``mu = <u, A_hat u> / (2 pi_1 pi_2)`` (``~ ||delta||^2``),
+``g = relu(mu)``, ``rho = f_gap(g)`` refined by ``NEWTON_STEPS`` Newton steps for ``g^{-1/2}``,
+``t = g rho ~ sqrt(g)``; ``beta_1^(0) = w_hat + pi_2 t u``, ``beta_2^(0) = w_hat - pi_1 t u``.
+The sign of ``u`` is not identified by second moments: with ``pi_1 = pi_2`` the other sign is
+a label swap; with ``pi_1 != pi_2`` it would give the mislabelled start ``(w_hat - pi_2 t u,
+w_hat + pi_1 t u)``, so the sign ``s`` is decided from ``h = (1/n) sum_i |y_i| y_i x_i``
+(:func:`k2_sign`) and ``beta_1^(0) = w_hat + s pi_2 t u``, ``beta_2^(0) = w_hat - s pi_1 t u``.
+sigma enters that decision only. Every scalar function is refined by Newton steps, so with in-domain values the surrogate
+equals the exact algorithm to round-off.
+
 With the exact functions (:meth:`SpectralFunctions.exact`) this is the spectral initialisation
 computed exactly (the Newton steps are then the identity up to round-off); with the ReLU sums of
 :func:`spectral_relu_sums` it is the **surrogate** the transformer equals to round-off. The sums
@@ -34,7 +53,7 @@ vectors as the exact computation; the init differs from the exact one by the sca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,14 +62,19 @@ from iclkit.constructions.relu_approx import Certificate, ReluSum
 from iclkit.theory.validation import ParameterError, check_int, check_positive
 
 __all__ = [
+    "GAP_DOMAIN",
     "INV_DOMAIN",
     "NEWTON_STEPS",
     "RSQRT_DOMAIN",
     "SCALE_DOMAIN",
+    "SIGN_DOMAIN",
+    "SIGN_PI_ATOL",
     "SpectralFunctions",
     "SpectralInit",
     "geometric_relu_sum",
+    "k2_sign",
     "spectral_init",
+    "spectral_init_k2",
     "spectral_relu_sums",
 ]
 
@@ -65,6 +89,14 @@ SCALE_DOMAIN = (4.0**-8, 4.0, 18)
 #: (lo, ratio, terms) of ``z^(-1/2)`` for ``z = ||v||^2``: ``4^-10 .. 4^6``; relative error
 #: <= 19 % inside, well within the basin of the Newton steps (``|r sqrt(q) - 1| < 0.73``).
 RSQRT_DOMAIN = (4.0**-10, 4.0, 18)
+#: (lo, ratio, terms) of ``z^(-1/2)`` for ``z = g ~ ||beta_1 - beta_2||^2`` (general K = 2):
+#: ``4^-10 .. 4^12``, <= 19 % inside; above ``3 hi`` the Newton steps would diverge, below
+#: ``lo`` they underestimate ``sqrt(g)`` (a gap below 1e-3: the components nearly coincide).
+GAP_DOMAIN = (4.0**-10, 4.0, 24)
+#: (lo, ratio, terms) of ``z^(-1/2)`` for ``z = D'^2``, the squared scale-free sign statistic of
+#: :func:`k2_sign`: ``4^-24 .. 4^8`` (|D'| from 6e-8 to 256), <= 19 % inside; below it the sign
+#: comes out soft (``|s| < 1``: the two hypotheses nearly tie).
+SIGN_DOMAIN = (4.0**-24, 4.0, 34)
 #: Newton steps for ``q^{-1/2}`` after the ReLU sum: relative error 0.19 -> 5e-2 -> 4e-3 -> 3e-5
 #: -> 1e-9 -> round-off (``e <- 1.5 e^2`` to leading order).
 NEWTON_STEPS = 5
@@ -74,18 +106,26 @@ _GRID_PER_OCTAVE = 64
 
 @dataclass(frozen=True)
 class SpectralFunctions:
-    """The three scalar functions of the spectral initialisation (exact or ReLU sums)."""
+    """The scalar functions of the spectral initialisation (exact or ReLU sums); ``gap`` is
+    the ``z^(-1/2)`` of the general K = 2 start (default: ``rsqrt``)."""
 
     inv: Fn
     scale: Fn
     rsqrt: Fn
+    gap: Fn | None = None
+    sign: Fn | None = None
 
     @staticmethod
     def exact() -> SpectralFunctions:
-        """``1/z``, ``sqrt(max(z, lo))`` (``lo`` the scale sum's floor), ``z^(-1/2)``."""
-        lo = SCALE_DOMAIN[0]
+        """``1/z``, ``sqrt(max(z, lo))`` (``lo`` the scale sum's floor), ``z^(-1/2)``, and
+        ``max(z, lo_gap)^(-1/2)`` (the gap sum's floor: finite at ``z = 0``, where ``t = 0``)."""
+        lo, lo_gap, lo_sign = SCALE_DOMAIN[0], GAP_DOMAIN[0], SIGN_DOMAIN[0]
         return SpectralFunctions(
-            lambda z: 1.0 / z, lambda z: z.clamp_min(lo).sqrt(), lambda z: z.rsqrt()
+            lambda z: 1.0 / z,
+            lambda z: z.clamp_min(lo).sqrt(),
+            lambda z: z.rsqrt(),
+            lambda z: z.clamp_min(lo_gap).rsqrt(),
+            lambda z: z.clamp_min(lo_sign).rsqrt(),
         )
 
 
@@ -100,6 +140,8 @@ class SpectralInit:
     m2 : (B,) ``(1/n) sum_i y_i^2``.
     scale : (B,) ``s``.
     q_min, q_max : (B,) smallest / largest ``||v_k||^2`` normalised (the RSQRT domain's test).
+    gap : (B,) or None; general K = 2 (:func:`spectral_init_k2`): ``mu ~ ||delta||^2``
+        (the GAP domain's test; ``scale`` is then ``t ~ sqrt(relu(mu))`` and ``basis`` ``u``).
     """
 
     init: torch.Tensor
@@ -108,6 +150,7 @@ class SpectralInit:
     scale: torch.Tensor
     q_min: torch.Tensor
     q_max: torch.Tensor
+    gap: torch.Tensor | None = None
 
 
 def geometric_relu_sum(g: Fn, lo: float, ratio: float, M: int) -> ReluSum:
@@ -159,17 +202,22 @@ def geometric_relu_sum(g: Fn, lo: float, ratio: float, M: int) -> ReluSum:
 
 
 def spectral_relu_sums() -> dict[str, ReluSum]:
-    """The ReLU sums ``inv ~ 1/z``, ``scale ~ sqrt(z)``, ``rsqrt ~ z^(-1/2)`` (domains above)."""
+    """The ReLU sums ``inv ~ 1/z``, ``scale ~ sqrt(z)``, ``rsqrt ~ z^(-1/2)`` and ``gap ~
+    z^(-1/2)`` (domains above)."""
     return {
         "inv": geometric_relu_sum(lambda z: 1.0 / z, *INV_DOMAIN),
         "scale": geometric_relu_sum(torch.sqrt, *SCALE_DOMAIN),
         "rsqrt": geometric_relu_sum(torch.rsqrt, *RSQRT_DOMAIN),
+        "gap": geometric_relu_sum(torch.rsqrt, *GAP_DOMAIN),
+        "sign": geometric_relu_sum(torch.rsqrt, *SIGN_DOMAIN),
     }
 
 
 def spectral_functions(sums: dict[str, ReluSum]) -> SpectralFunctions:
     """:class:`SpectralFunctions` of the sums of :func:`spectral_relu_sums`."""
-    return SpectralFunctions(sums["inv"], sums["scale"], sums["rsqrt"])
+    return SpectralFunctions(
+        sums["inv"], sums["scale"], sums["rsqrt"], sums.get("gap"), sums.get("sign")
+    )
 
 
 def spectral_init(
@@ -221,6 +269,143 @@ def spectral_init(
         r = r + 0.5 * r - 0.5 * (q * s) * r
     U = r[..., None] * V
     return SpectralInit((r * scale[:, None])[..., None] * V, U, m2, scale, q_lo, q_hi)
+
+
+def _newton_rsqrt(q: torch.Tensor, r: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` Newton steps ``r <- r + r/2 - (q r^2) r / 2`` for ``q^{-1/2}``."""
+    for _ in range(steps):
+        s = r * r
+        r = r + 0.5 * r - 0.5 * (q * s) * r
+    return r
+
+
+def spectral_init_k2(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float | torch.Tensor,
+    pi: torch.Tensor | Sequence[float],
+    fns: SpectralFunctions,
+    *,
+    T_power: int,
+    newton_steps: int = NEWTON_STEPS,
+) -> SpectralInit:
+    """The general K = 2 start with the first-moment correction (module docstring), batched.
+
+    Parameters
+    ----------
+    X : (B, n, d), y : (B, n); sigma : float or (B,) (enters the sign decision only);
+    pi : the known weights ``(pi_1, pi_2)`` or (B, 2), all > 0; where ``pi_1 != pi_2`` the sign
+    of ``u`` is decided by :func:`k2_sign` (else it is a label swap and left as it comes).
+    fns : exact functions or the construction's ReLU sums (``inv``, ``rsqrt``, ``gap``).
+    T_power : power iterations (>= 0); newton_steps : Newton steps for each ``z^{-1/2}``.
+
+    Returns
+    -------
+    SpectralInit with ``init`` (B, 2, d), ``basis`` (B, 1, d) = ``u``, ``scale`` = ``t``,
+    ``gap`` = ``mu``.
+    """
+    B, n, d = X.shape
+    dt = X.dtype
+    pis = torch.as_tensor(pi, dtype=dt)
+    if pis.shape[-1:] != (2,) or pis.dim() > 2 or not bool((pis > 0).all()):
+        raise ParameterError(f"pi must be two positive weights (or (B, 2) of them), got {pi}")
+    pis = pis.reshape(-1, 2).expand(B, 2)
+    p1, p2 = pis[:, 0:1], pis[:, 1:2]  # (B, 1)
+    T_power = check_int(T_power, "T_power", minimum=0)
+    gap_fn = fns.rsqrt if fns.gap is None else fns.gap
+    yx = y[:, :, None] * X  # (B, n, d)
+    m2 = (y * y).mean(1)
+    inv = fns.inv(m2)
+    wh = yx.mean(1)  # (B, d)
+
+    def apply(W: torch.Tensor) -> torch.Tensor:
+        proj = torch.einsum("bnd,bd->bn", yx, W)
+        Aw = torch.einsum("bn,bnd->bd", proj, yx) / n - m2[:, None] * W
+        return Aw - 2.0 * (wh * W).sum(-1, keepdim=True) * wh
+
+    v = torch.zeros(B, d, dtype=dt)
+    v[:, 0] = 1.0
+    qs: list[torch.Tensor] = []
+    for _ in range(T_power):
+        qs.append((v * v).sum(-1))
+        v = apply(inv[:, None] * (fns.rsqrt(qs[-1])[:, None] * v))
+    qs.append((v * v).sum(-1))
+    v = fns.rsqrt(qs[-1])[:, None] * v
+    qs.append((v * v).sum(-1))
+    r = _newton_rsqrt(qs[-1], fns.rsqrt(qs[-1]), newton_steps)
+    u = r[:, None] * v
+    mu = (u * apply(u)).sum(-1) * (1.0 / (2.0 * p1 * p2))[:, 0]
+    g = mu.clamp_min(0.0)
+    t = g * _newton_rsqrt(g, gap_fn(g), newton_steps)
+    sig = torch.as_tensor(sigma, dtype=dt).reshape(-1).expand(B)
+    unequal = (p1 - p2).abs()[:, 0] > SIGN_PI_ATOL
+    sgn = torch.ones(B, dtype=dt)
+    if bool(unequal.any()):
+        yay = (y.abs() * y)[:, :, None] * X
+        sign_fn = gap_fn if fns.sign is None else fns.sign
+        dec = k2_sign(
+            yay.mean(1), wh, u, t, sig, inv, p1[:, 0], p2[:, 0], (gap_fn, sign_fn), newton_steps
+        )
+        sgn = torch.where(unequal, dec, sgn)
+    tu = (sgn * t)[:, None] * u
+    init = torch.stack([wh + p2 * tu, wh - p1 * tu], 1)
+    q = torch.stack(qs, -1)
+    return SpectralInit(init, u[:, None], m2, t, q.amin(-1), q.amax(-1), mu)
+
+
+#: ``|pi_1 - pi_2|`` above which the sign of ``u`` is decided (below it the other sign is a
+#: label swap).
+SIGN_PI_ATOL = 1e-12
+#: ``E|N(0, s^2)|^3 / s^2 = 2 sqrt(2/pi) s`` (the constant of ``E[|y| y x]``).
+_ABS3 = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+def k2_sign(
+    h: torch.Tensor,
+    wh: torch.Tensor,
+    u: torch.Tensor,
+    t: torch.Tensor,
+    sigma: torch.Tensor,
+    inv: torch.Tensor,
+    p1: torch.Tensor,
+    p2: torch.Tensor,
+    rsqrt: tuple[Fn, Fn],
+    newton_steps: int,
+) -> torch.Tensor:
+    """The sign ``s`` of ``u`` in ``beta_1 = w_hat + s pi_2 t u``, ``beta_2 = w_hat - s pi_1 t u``
+    (this project's derivation [DERIVED]): given the component, ``(x, y)`` are jointly Gaussian, so
+    ``E[|y| y x] = 2 sqrt(2/pi) sum_k pi_k S_k beta_k``, ``S_k = (||beta_k||^2 + sigma^2)^(1/2)``.
+    With ``h = (1/n) sum_i |y_i| y_i x_i``, ``g_hat = <h, u> / (2 sqrt(2/pi))`` and
+    ``G(s) = pi_1 S_1(s) (a + s pi_2 t) + pi_2 S_2(s) (a - s pi_1 t)`` (``a = <w_hat, u>``), the
+    decision is the sign of ``D = (g_hat - (G(+) + G(-))/2) (G(+) - G(-))`` (the nearer ``G``).
+    Made scale-free as ``D' = D inv^2`` (``inv ~ 1/m2 > 0`` does not change the sign), it is
+    ``D' rsqrt(D'^2)`` with Newton steps: exactly ``+-1`` while ``D'^2`` is in the ``rsqrt``
+    domain, a soft ``|s| < 1`` (a start nearer ``w_hat``) when the two hypotheses nearly tie
+    (``D'^2`` below the domain). Each ``S`` is ``z rsqrt(z)`` with Newton steps.
+
+    h, wh, u : (B, d); t, sigma, inv, p1, p2 : (B,); rsqrt : the ``z^(-1/2)`` of ``z`` (GAP
+    domain) and of ``D'^2`` (SIGN domain) -> (B,) in [-1, 1].
+    """
+    a = (wh * u).sum(-1)
+    base = (wh * wh).sum(-1) + sigma * sigma
+    ta, tt = t * a, t * t
+    z = torch.stack(
+        [base + 2 * p2 * ta + p2 * p2 * tt, base - 2 * p2 * ta + p2 * p2 * tt,
+         base - 2 * p1 * ta + p1 * p1 * tt, base + 2 * p1 * ta + p1 * p1 * tt], -1
+    )  # fmt: skip  # ||beta_1(+)||^2, ||beta_1(-)||^2, ||beta_2(+)||^2, ||beta_2(-)||^2 + sigma^2
+    S = z * _newton_rsqrt(z, rsqrt[0](z), newton_steps)
+    s1p, s1m, s2p, s2m = S.unbind(-1)
+    pp = p1 * p2
+    delta = (
+        p1 * a * (s1p - s1m) + pp * t * (s1p + s1m) + p2 * a * (s2p - s2m) - pp * t * (s2p + s2m)
+    )
+    total = (
+        p1 * a * (s1p + s1m) + pp * t * (s1p - s1m) + p2 * a * (s2p + s2m) - pp * t * (s2p - s2m)
+    )
+    e = ((h * u).sum(-1) / _ABS3 - 0.5 * total) * inv
+    dd = e * (delta * inv)
+    q = dd * dd
+    return dd * _newton_rsqrt(q, rsqrt[1](q), newton_steps)
 
 
 def fraction_free_gram_schmidt(V: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ from iclkit.constructions.layout import read_y
 from iclkit.constructions.spectral_init import (
     spectral_functions,
     spectral_init,
+    spectral_init_k2,
     spectral_relu_sums,
 )
 from iclkit.theory.metrics import RiskEstimate
@@ -136,19 +137,30 @@ class SpectralStart:
     sigma : the noise level the start assumes (that of the construction).
     P : number of vectors (K in the non-tied form).
     T_power : power iterations (``ConstructionConfig.power_iterations``).
+    pi : with ``P = 2``, the known weights of the non-tied K = 2 form: the start is then the
+        first-moment-corrected one the in-context construction computes for general K = 2
+        (:func:`~iclkit.constructions.spectral_init.spectral_init_k2`, whose Newton-refined
+        scalars make the surrogate equal the exact start to round-off); None: ``s u_k``.
     """
 
-    def __init__(self, sigma: float, P: int, T_power: int) -> None:
+    def __init__(
+        self, sigma: float, P: int, T_power: int, pi: tuple[float, ...] | None = None
+    ) -> None:
         self.sigma = check_positive(sigma, "sigma")
         self.P = check_int(P, "P", minimum=1)
         self.T_power = check_int(T_power, "T_power", minimum=0)
+        if pi is not None and (self.P != 2 or len(pi) != 2):
+            raise ParameterError(f"pi: the first-moment-corrected start needs P = 2, got P = {P}")
+        self.pi = pi
         self.functions = spectral_functions(spectral_relu_sums())
 
     def __call__(self, X: Tensor, y: Tensor) -> Tensor:
         """X : (B, n, d), y : (B, n) -> (B, P, d), differentiable in X and y."""
-        return spectral_init(
-            X.to(F64), y.to(F64), self.sigma, self.P, self.functions, T_power=self.T_power
-        ).init
+        X, y = X.to(F64), y.to(F64)
+        if self.pi is not None:
+            fns, T = self.functions, self.T_power
+            return spectral_init_k2(X, y, self.sigma, self.pi, fns, T_power=T).init
+        return spectral_init(X, y, self.sigma, self.P, self.functions, T_power=self.T_power).init
 
 
 class GradientEMModel:

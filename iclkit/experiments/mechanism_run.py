@@ -249,7 +249,7 @@ class MechanismRun:
 
 # --------------------------------------------------------------------------- prompts
 def _spectral_start(config: MechanismConfig) -> SpectralStart:
-    return SpectralStart(config.sigma, K, config.construction.power_iterations)
+    return SpectralStart(config.sigma, K, config.construction.power_iterations, pi=PI)
 
 
 def _initial(batch: MoRBatch, config: MechanismConfig) -> torch.Tensor:

@@ -121,3 +121,18 @@ def test_only_the_used_keys_are_read(tmp_path: Path, good: Path) -> None:
 def test_huge_sizes_are_memory_errors_not_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
     _one_line_exit_2(["sample", "--batch", "999999999999", "--out", "x.npz"], capsys, "GiB")
     _one_line_exit_2(["dynamics", "softmax", "--K", "999999999999", "--n", "5"], capsys, "GiB")
+
+
+def test_construct_given_init_needs_an_init_array(
+    tmp_path: Path, good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a file without 'init': the default is the in-context start; asking for the given init
+    # (or for a form that has no in-context layers) names the missing array
+    path = tmp_path / "no_init.npz"
+    with np.load(good) as data:
+        np.savez(path, **{k: data[k] for k in data.files if k != "init"})
+    argv = ["construct", "--in", str(path), "--T-outer", "1", "--relu-terms", "8"]
+    _one_line_exit_2([*argv, "--init", "given"], capsys, "has no 'init' array")
+    _one_line_exit_2([*argv, "--architecture", "attention-mlp"], capsys, "has no 'init' array")
+    assert main([*argv, "--json"]) == 0
+    assert '"init": "in-context"' in capsys.readouterr().out

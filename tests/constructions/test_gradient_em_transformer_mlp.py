@@ -168,9 +168,9 @@ def _certificate_ratio(tf, X, y, init, xq, sigma, eps, T, alpha):  # type: ignor
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_estimate_within_propagated_certificate_at_every_layer(arch: str) -> None:
-    # Symmetric construction (the only one with a derived certificate: none exists for general
-    # K, whose layer-by-layer test is the equality to its surrogate above). Setting of the docs'
-    # table: d = 5, n = 300, sigma = 0.1, alpha = 1, M = 64 (bound non-vacuous there).
+    # Symmetric construction (general K: test_surrogate_em_bounds.py, certificate
+    # surrogate_em_bounds.general_gap_bound). Setting of the docs' table: d = 5, n = 300,
+    # sigma = 0.1, alpha = 1, M = 64 (bound non-vacuous there).
     s = MeasureSetting(B=6)
     X, y, init, xq = symmetric_prompts(s)
     T, M = 5, 64

@@ -39,6 +39,7 @@ from iclkit.constructions.spectral_init import (
     geometric_relu_sum,
     spectral_functions,
     spectral_init,
+    spectral_init_k2,
     spectral_relu_sums,
 )
 from iclkit.theory.mor import MoRConfig, sample_mor
@@ -86,7 +87,11 @@ def test_transformer_equals_surrogate_init_and_final(
     tf = build_in_context_transformer(d, K, n, float(b.sigma[0]), cfg, pi=tuple(b.pi[0].tolist()))
     X, y, xq = b.X_train[:1], b.y_train[:1], b.x_query[:1]
     init_tf = tf.initial_estimate(X, y, xq)
-    sur = spectral_init(X, y, tf.em.sigma, tf.layout.P, spectral_functions(tf.sums), T_power=3)
+    fns = spectral_functions(tf.sums)
+    if tf.layout.k2:  # general K = 2: the first-moment-corrected start
+        sur = spectral_init_k2(X, y, tf.em.sigma, tf.em.pi, fns, T_power=3)
+    else:
+        sur = spectral_init(X, y, tf.em.sigma, tf.layout.P, fns, T_power=3)
     assert _rel(init_tf, sur.init) <= REL
     beta_tf, _ = tf(X, y, xq)
     last = surrogate_iterates(tf.em, X, y, sur.init)[-1][-1]

@@ -233,7 +233,7 @@ def test_in_context_construction_rows_are_its_gradient_em_iterates(
     s = slice(0, 128)
     X, y, xq = batch.X_train[s], batch.y_train[s], batch.x_query[s]
     ignored = torch.full((128, 2, 3), float("nan"), dtype=torch.float64)  # it computes its own
-    start = SpectralStart(SIGMA, 2, in_context.tf.T_power)
+    start = SpectralStart(SIGMA, 2, in_context.tf.T_power, pi=PI)
     alg = GradientEMModel(SIGMA, PI, 2, start=start)
     with torch.no_grad():
         preds = in_context.layer_predictions(X, y, xq, ignored)
@@ -268,7 +268,7 @@ def test_in_context_gradients_include_the_start(
     fd = _finite_differences(in_context, X, y, xq, i0)
     assert torch.allclose(torch.cat([gx, gy], 1), fd, atol=1e-6, rtol=0)
     # the algorithm with a start differentiates through it: its d y^(0) / d y is not zero
-    alg = GradientEMModel(SIGMA, PI, 2, start=SpectralStart(SIGMA, 2, 8))
+    alg = GradientEMModel(SIGMA, PI, 2, start=SpectralStart(SIGMA, 2, 8, pi=PI))
     g0 = algorithm_gradients(alg, X, y, xq, i0)[0][1]
     assert float(g0.abs().max()) > 1e-3
     fd_alg = _finite_differences(alg, X, y, xq, i0)

@@ -34,11 +34,14 @@ from iclkit.constructions.layout import embed, read_beta, read_y
 from iclkit.constructions.prompts import PromptsConfig, sample_prompts
 from iclkit.constructions.relu_approx import ReluSum
 from iclkit.constructions.spectral_init import (
+    GAP_DOMAIN,
     NEWTON_STEPS,
+    SIGN_PI_ATOL,
     SpectralFunctions,
     SpectralInit,
     spectral_functions,
     spectral_init,
+    spectral_init_k2,
     spectral_relu_sums,
 )
 from iclkit.theory.metrics import parameter_error
@@ -55,6 +58,11 @@ from .spectral_init import (
     init_layer_count,
     init_layer_formula_text,
     spectral_init_phases,
+)
+from .spectral_init_k2 import (
+    k2_init_layer_count,
+    k2_init_layer_formula_text,
+    k2_spectral_init_phases,
 )
 
 __all__ = [
@@ -93,7 +101,7 @@ class InContextEMTransformer:
     def embed(self, X: Tensor, y: Tensor, x_query: Tensor) -> Tensor:
         """Tokens (B, n + 1, D): the gradient-EM embedding with zero estimates, the new slots 0."""
         B, _, d = X.shape
-        zero = torch.zeros(B, self.layout.P, d, dtype=X.dtype)
+        zero = torch.zeros(B, self.layout.base.P, d, dtype=X.dtype)
         H = embed(self.layout.base, X, y, zero, x_query)
         pad = torch.zeros(*H.shape[:2], self.layout.D - H.shape[2], dtype=H.dtype)
         return torch.cat([H, pad], -1)
@@ -113,7 +121,8 @@ class InContextEMTransformer:
             self.embed(X, y, x_query), [self.init_layers], path=attention
         )
         h = rows[self.init_layers]
-        return torch.stack([h[:, self.layout.base.beta(k)] for k in range(self.layout.P)], 1)
+        base = self.layout.base
+        return torch.stack([h[:, base.beta(k)] for k in range(base.P)], 1)
 
 
 def _pad(head: Head, D: int) -> Head:
@@ -137,7 +146,8 @@ def build_in_context_transformer(
 ) -> InContextEMTransformer:
     """Build spectral-initialisation layers + the gradient-EM construction of ``config``
     (``config.symmetric`` selects the tied two-component one; ``1 <= P <= d`` vectors with
-    ``P = 1`` symmetric, ``P = K`` else). The in-context construction is built from
+    ``P = 1`` symmetric, ``P = K`` else; general K = 2 uses the start with the first-moment
+    correction of :mod:`.spectral_init_k2`). The in-context construction is built from
     attention-only layers in float64; other ``architecture`` / ``dtype`` values are refused."""
     if config.architecture != "attention-only":
         raise ParameterError(
@@ -152,16 +162,25 @@ def build_in_context_transformer(
         d, K, n, sigma, config.T_outer, config.T_inner, config.alpha, config.relu_terms,
         symmetric=config.symmetric, pi=pi, R_residual=config.R_residual,
     )  # fmt: skip
-    lay = InitLayout(em.layout, em.layout.P)
+    k2 = em.layout.P == 2 and not em.layout.symmetric
+    sign = k2 and abs(em.pi[0] - em.pi[1]) > SIGN_PI_ATOL
+    lay = InitLayout(em.layout, 1, k2=True, sign=sign) if k2 else InitLayout(em.layout, em.layout.P)
     if lay.P > d:
         raise ParameterError(
             f"K must be <= d for the spectral initialisation, got K = {K}, d = {d}"
         )
     sums = spectral_relu_sums()
     T_power = check_int(config.power_iterations, "power_iterations", minimum=0)
-    phases = spectral_init_phases(lay, em.sigma, sums, T_power, NEWTON_STEPS)
+    if k2:
+        pi2 = (em.pi[0], em.pi[1])
+        phases = k2_spectral_init_phases(lay, em.sigma, pi2, sums, T_power, NEWTON_STEPS)
+        expected = k2_init_layer_count(T_power, sums, NEWTON_STEPS, sign=sign)
+        formula = k2_init_layer_formula_text()
+    else:
+        phases = spectral_init_phases(lay, em.sigma, sums, T_power, NEWTON_STEPS)
+        expected = init_layer_count(lay.P, T_power, sums, NEWTON_STEPS)
+        formula = init_layer_formula_text()
     init_layers, init_ends = pack(phases)
-    expected = init_layer_count(lay.P, T_power, sums, NEWTON_STEPS)
     if len(init_layers) != expected:  # internal consistency of the documented formula
         raise RuntimeError(
             f"init layer formula gives {expected}, construction has {len(init_layers)}"
@@ -179,8 +198,7 @@ def build_in_context_transformer(
         L=model.L,
         heads_per_layer=hpl,
         max_heads_per_layer=max(hpl),
-        layer_formula=f"L = L_init + L_em; {init_layer_formula_text()}; L_em: "
-        f"{em.report.layer_formula}",
+        layer_formula=f"L = L_init + L_em; {formula}; L_em: {em.report.layer_formula}",
         weight_norm=bai_norm(model),
         D=lay.D,
         certificates={
@@ -262,12 +280,18 @@ def run_in_context_transformer(
         Xb, yb, qb = X[idx], y[idx], xq[idx]
         out["tf"][idx], y_hat[idx] = tf(Xb, yb, qb, attention=config.attention)
         inits["tf"][idx] = tf.initial_estimate(Xb, yb, qb, attention=config.attention)
-        sur = spectral_init(Xb, yb, key[0], P, spectral_functions(tf.sums), T_power=tf.T_power)
+        fns = spectral_functions(tf.sums)
+        if tf.layout.k2:
+            sur = spectral_init_k2(Xb, yb, key[0], key[1:], fns, T_power=tf.T_power)
+            _check_gap(sur)
+        else:
+            sur = spectral_init(Xb, yb, key[0], P, fns, T_power=tf.T_power)
         q_lo, q_hi = min(q_lo, float(sur.q_min.min())), max(q_hi, float(sur.q_max.max()))
         inits["sur"][idx] = sur.init
         out["sur"][idx] = _surrogate_final(tf.em, Xb, yb, sur.init)
     assert first is not None
-    alg_init = _algorithm_init(X, y, sig, P, config.power_iterations)
+    k2 = first.layout.k2
+    alg_init = _algorithm_init(X, y, sig, pi64 if k2 else None, P, config.power_iterations)
     alg = _algorithm(X, y, alg_init.init, sig, pi64, config)
     if not (bool(torch.isfinite(out["tf"]).all()) and bool(torch.isfinite(y_hat).all())):
         raise ParameterError("X, y: the transformer's estimates overflow float64; rescale the data")
@@ -301,8 +325,26 @@ def _surrogate_final(em: GradientEMTransformer, X: Tensor, y: Tensor, init: Tens
     return torch.cat([last, -last], 1) if em.layout.symmetric else last
 
 
-def _algorithm_init(X: Tensor, y: Tensor, sigma: Tensor, P: int, T_power: int) -> SpectralInit:
-    """The exact spectral initialisation (same steps, exact scalar functions)."""
+def _check_gap(sur: SpectralInit) -> None:
+    """Refuse a squared gap estimate above the GAP sum's domain, where its Newton steps leave
+    their basin (a silent wrong start otherwise)."""
+    hi = GAP_DOMAIN[0] * GAP_DOMAIN[1] ** (GAP_DOMAIN[2] - 2)
+    assert sur.gap is not None
+    big = float(sur.gap.max())
+    if big > hi:
+        raise ParameterError(
+            f"y: the estimate of ||beta_1 - beta_2||^2 is {big:.3g}, above the in-context "
+            f"initialisation's domain {hi:.3g}; rescale the data (and sigma)"
+        )
+
+
+def _algorithm_init(
+    X: Tensor, y: Tensor, sigma: Tensor, pi: Tensor | None, P: int, T_power: int
+) -> SpectralInit:
+    """The exact spectral initialisation (same steps, exact scalar functions); with ``pi``
+    (B, 2) the general K = 2 start with the first-moment correction."""
+    if pi is not None:
+        return spectral_init_k2(X, y, sigma, pi, SpectralFunctions.exact(), T_power=T_power)
     return spectral_init(X, y, sigma, P, SpectralFunctions.exact(), T_power=T_power)
 
 
@@ -347,6 +389,11 @@ def run_in_context_on_sampled_prompts(
     """Sample prompts (their local initialisation is not used) and run the in-context-init
     construction on them (``config`` default: the library defaults with ``init="in-context"``,
     symmetric when the prompts are)."""
+    if prompts.mor.Lambda is not None:
+        raise ParameterError(
+            "Lambda: the in-context (spectral) initialisation assumes x ~ N(0, I_d); "
+            "covariates with another covariance are not supported (whiten them first)"
+        )
     if config is None:
         config = ConstructionConfig(init="in-context", symmetric=prompts.mor.symmetric)
     b = sample_prompts(replace(prompts, rho=0.0)).batch

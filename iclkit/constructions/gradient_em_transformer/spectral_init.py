@@ -37,19 +37,40 @@ from iclkit.theory.validation import ParameterError
 
 from .heads import MAX_HEADS, Pair, Phase, Write, coords, make_head
 
-__all__ = ["InitLayout", "init_layer_count", "init_layer_formula_text", "spectral_init_phases"]
+__all__ = [
+    "InitLayout",
+    "init_layer_count",
+    "init_layer_formula_text",
+    "newton_step",
+    "spectral_init_phases",
+]
 
 
 @dataclass(frozen=True)
 class InitLayout:
     """The gradient-EM layout ``base`` extended, after its last coordinate, by the slots of the
-    spectral initialisation of ``P`` vectors (the base coordinates keep their indices)."""
+    spectral initialisation of ``P`` vectors (the base coordinates keep their indices).
+
+    ``k2``: the general K = 2 start with the first-moment correction (P = 1 power vector for a
+    base of 2 estimates), whose extra slots ``wh`` (width d) and scalars ``g, rho, sg, t`` follow
+    ``sc``; ``sign`` (k2 with pi_1 != pi_2): ``SIGN_SLOTS(d)`` more slots after ``t`` for the sign
+    decision (:func:`sign_slot`, laid out by :mod:`.spectral_init_sign`)."""
 
     base: TokenLayout
     P: int
+    k2: bool = False
+    sign: bool = False
 
     def __post_init__(self) -> None:
-        if self.P != self.base.P:
+        if self.sign and not self.k2:
+            raise ParameterError("sign: the sign decision exists for the k2 layout only")
+        if self.k2:
+            if self.P != 1 or self.base.P != 2 or self.base.symmetric:
+                raise ParameterError(
+                    f"P must be 1 on a general two-estimate layout for the K = 2 start, got "
+                    f"P = {self.P}, estimate slots {self.base.P}"
+                )
+        elif self.P != self.base.P:
             raise ParameterError(f"P must equal the layout's estimate slots {self.base.P}")
 
     @property
@@ -89,8 +110,49 @@ class InitLayout:
         return self._scalar(3 * self.P + 2)
 
     @property
+    def wh(self) -> list[int]:
+        """``w_hat = (1/n) sum_j y_j x_j`` (k2 only)."""
+        start = self._scalar(3 * self.P + 3)
+        return list(range(start, start + self.d))
+
+    def _k2_scalar(self, i: int) -> int:
+        return self._scalar(3 * self.P + 3 + self.d + i)
+
+    @property
+    def g(self) -> int:
+        """``relu(mu)``, ``mu = <u, A_hat u> / (2 pi_1 pi_2)`` (k2 only)."""
+        return self._k2_scalar(0)
+
+    @property
+    def rho(self) -> int:
+        """``~ g^(-1/2)`` (k2 only)."""
+        return self._k2_scalar(1)
+
+    @property
+    def sg(self) -> int:
+        """``rho^2``, the Newton steps' temporary (k2 only)."""
+        return self._k2_scalar(2)
+
+    @property
+    def t(self) -> int:
+        """``g rho ~ ||beta_1 - beta_2||`` (k2 only)."""
+        return self._k2_scalar(3)
+
+    def sign_slot(self, i: int) -> int:
+        """The i-th coordinate of the sign decision's slots (sign only)."""
+        return self._k2_scalar(4 + i)
+
+    @property
     def D(self) -> int:
-        return self._scalar(3 * self.P + 3)
+        if not self.k2:
+            return self._scalar(3 * self.P + 3)
+        return self._k2_scalar(4 + (sign_slots(self.d) if self.sign else 0))
+
+
+def sign_slots(d: int) -> int:
+    """Coordinates of the sign decision: ``h`` (d), ``a, W2, E, Dl, Dd, Q, rQ, sQ, sh``, and
+    ``z, rz, sz, S`` for the 4 hypotheses' norms."""
+    return d + 9 + 16
 
 
 def _head(lay: InitLayout, pairs: list[Pair], writes: list[Write], label: str) -> Head:
@@ -216,25 +278,28 @@ def _power_step(lay: InitLayout) -> list[list[Head]]:
 
 
 def _newton(lay: InitLayout) -> list[list[Head]]:
-    """One Newton step for ``q^(-1/2)``: ``s_k = r_k^2``; ``r_k += r_k/2 - (q_k s_k) r_k/2``
-    (2 heads per k and step, one layer each)."""
-    P, one = lay.P, lay.base.one
+    """One Newton step for ``q_k^(-1/2)`` on the slots ``(q_k, r_k, s_k)``, k < P."""
+    return newton_step(lay, [(lay.q(k), lay.r(k), lay.s(k), str(k)) for k in range(lay.P)])
+
+
+def newton_step(lay: InitLayout, slots: list[tuple[int, int, int, str]]) -> list[list[Head]]:
+    """One Newton step for ``q^(-1/2)`` on each ``(q, r, s, name)``: ``s = r^2``;
+    ``r += r/2 - (q s) r/2`` (2 heads per slot triple and step, one layer each)."""
+    one = lay.base.one
     s_units = [
         [
-            _head(lay, [([lay.r(k)], [lay.r(k)], 1.0)], [([lay.s(k)], [one], 1.0)], f"s_{k} = r_{k}^2"),
-            _clear(lay, [[lay.s(k)]], f"s_{k}"),
+            _head(lay, [([r], [r], 1.0)], [([s], [one], 1.0)], f"s_{k} = r_{k}^2"),
+            _clear(lay, [[s]], f"s_{k}"),
         ]
-        for k in range(P)
-    ]  # fmt: skip
+        for _, r, s, k in slots
+    ]
     r_units = []
-    for k in range(P):
-        r, half = lay.r(k), 0.5
+    for q, r, s, k in slots:
+        half = 0.5
         r_units.append(
             [
                 _head(lay, _unit(lay), [([r], [r], half)], f"r_{k} += r_{k} / 2"),
-                _head(
-                    lay, [([lay.q(k)], [lay.s(k)], 1.0)], [([r], [r], -half)], f"r_{k} -= q s r/2"
-                ),
+                _head(lay, [([q], [s], 1.0)], [([r], [r], -half)], f"r_{k} -= q s r/2"),
             ]
         )
     return _group(s_units) + _group(r_units)
