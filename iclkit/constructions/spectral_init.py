@@ -263,10 +263,7 @@ def spectral_init(
     q = seen((V * V).sum(-1))
     V = fraction_free_gram_schmidt(fns.rsqrt(q)[..., None] * V)
     q = seen((V * V).sum(-1))
-    r = fns.rsqrt(q)
-    for _ in range(newton_steps):
-        s = r * r
-        r = r + 0.5 * r - 0.5 * (q * s) * r
+    r = _newton_rsqrt(q, fns.rsqrt(q), newton_steps)
     U = r[..., None] * V
     return SpectralInit((r * scale[:, None])[..., None] * V, U, m2, scale, q_lo, q_hi)
 
