@@ -1,6 +1,6 @@
 """Tests of the SNR-model Bayes floor (iclkit.constructions.bayes_snr): the Metropolis-within-Gibbs
 posterior mean against quadrature over the components with the assignments summed exactly
-(K = 1 and K = 2, d = 1, m <= 3), the conjugate fixed-sigma posterior is measurably off in the
+(K = 1 and K = 2, d = 1, m <= 3; chains from the prior or the truth), the conjugate fixed-sigma posterior is measurably off in the
 same cases (so the comparison has power), the symmetric model predicts 0, bad input."""
 
 from __future__ import annotations
@@ -60,14 +60,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("K", "pi", "eta", "m", "seed"), CASES)
+@pytest.mark.parametrize(
+    ("K", "pi", "eta", "m", "seed", "start"),
+    [(*c, "prior") for c in CASES] + [(*c, "truth") for c in CASES[3:5]],
+)
 def test_sampler_matches_quadrature(
-    K: int, pi: tuple[float, ...], eta: float, m: int, seed: int
+    K: int, pi: tuple[float, ...], eta: float, m: int, seed: int, start: str
 ) -> None:
     """Per prompt, ``|w_MC - w_quad| <= 5 se + 2 q + 1e-9`` where se is the chains' standard
     error (16 chains: P(|t_15| > 5) ~ 2e-4 per prompt) and q the quadrature's own error,
     estimated as the change from a grid of half the points (the Riemann sum of this smooth,
-    rapidly decaying integrand converges far faster than that, so 2 q is generous)."""
+    rapidly decaying integrand converges far faster than that, so 2 q is generous). Chains
+    start from the prior, or all at the true components (``start="truth"``)."""
     tau = 1.0
     batch = sample_mor(MoRConfig(d=1, K=K, n=m, snr=eta, pi=pi), 5, seed=seed)
     fine = _quadrature(batch, m, eta, tau, 2401 if K == 1 else 1201)
@@ -76,6 +80,7 @@ def test_sampler_matches_quadrature(
     post = BS.snr_posterior_mean(
         batch.X[:, :m], batch.y[:, :m], batch.pi, eta, tau=tau,
         sweeps=1200, burn_in=200, chains=16, generator=make_generator(seed),
+        init=batch.betas if start == "truth" else None,
     )  # fmt: skip
     got = post.w[:, 0].numpy()
     se = (post.chain_w[:, :, 0].std(1) / 4.0).numpy()
