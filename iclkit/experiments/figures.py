@@ -133,11 +133,17 @@ def _upper_limit(pts: pd.DataFrame) -> float:
     return float(CLIP_FACTOR * vals.max()) if vals.size else math.inf
 
 
-def _mark_off_scale(ax: Any, pts: pd.DataFrame, snrs: list[float], top: float) -> None:
-    """Clip the y axis at ``top``; triangles on the upper edge where a curve leaves it."""
+def _lower_limit(pts: pd.DataFrame, top: float) -> float:
+    """The smallest positive value of any drawn curve / 1.5 (the panels share their y axis)."""
     lows = pts["excess_risk"].to_numpy(float)
     lows = lows[np.isfinite(lows) & (lows > 0)]
-    bottom = float(lows.min()) / 1.5 if lows.size else top / 100
+    return float(lows.min()) / 1.5 if lows.size else top / 100
+
+
+def _mark_off_scale(
+    ax: Any, pts: pd.DataFrame, snrs: list[float], bottom: float, top: float
+) -> None:
+    """Clip the y axis to [bottom, top]; triangles on the upper edge where a curve leaves it."""
     ax.set_ylim(bottom, top)
     label: str | None = "off scale (above the axis)"
     for i, s in enumerate(snrs):
@@ -185,7 +191,7 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
                 panel = pts[pts.K == K]
                 _curves(ax, panel, "position", snrs, markersize=2.5)
                 if math.isfinite(top):
-                    _mark_off_scale(ax, panel, snrs, top)
+                    _mark_off_scale(ax, panel, snrs, _lower_limit(pts, top), top)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_title(f"K = {K}")
