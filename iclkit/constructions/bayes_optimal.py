@@ -58,8 +58,9 @@ Cases
 With ``snr`` the sampler sets ``sigma = R_min / eta`` from the drawn components, so sigma
 carries information about their separation that this posterior ignores (it treats sigma as
 independent of the components). The predictor is then the exact posterior mean of the model
-with known sigma and a Gaussian prior, not the exact Bayes floor of the SNR model; with a fixed
-``sigma`` (``MoRConfig(sigma=...)``) it is exactly Bayes-optimal.
+with known sigma and a Gaussian prior, not the exact Bayes floor of the SNR model (that floor,
+sigma coupled to the components and not given, is :mod:`iclkit.constructions.bayes_snr`); with
+a fixed ``sigma`` (``MoRConfig(sigma=...)``) it is exactly Bayes-optimal.
 """
 
 from __future__ import annotations

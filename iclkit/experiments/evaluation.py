@@ -10,19 +10,32 @@ estimator used for the figures; the direct difference is stored beside it. The
 (:mod:`iclkit.constructions.bayes_optimal`): the floor of an in-context learner that knows the
 prior, sigma and pi (exactly so when sigma is fixed; see that module for the SNR case).
 
-The Bayes floor (``EvalConfig.bayes_prompts``): with ``snr`` the data set
-``sigma = R_min / eta`` per prompt from its components, so sigma carries information about them
-that the conjugate posterior ignores; on those prompts ``bayes_optimal`` is an approximation,
-not a floor. The floor is evaluated where it is exact: on ``bayes_prompts`` extra prompts
-(stream ``(seed, "eval-bayes")``) drawn with the same prior, K, pi, d and n but a *fixed* sigma
-equal to the median per-prompt sigma of the held-out SNR prompts (the SNR's typical sigma).
-Two rows come from them: ``bayes_optimal_fixed_sigma`` (posterior mean given the prompt, sigma
-and pi: enumeration while ``K^m K <= 2^15``, collapsed Gibbs above) and
-``transformer_fixed_sigma`` (the same trained transformer on the same prompts), so both are
-measured on one distribution, on which no predictor is below the first. A Gibbs estimate
-``y_B + e`` inflates ``E(y_hat - y_orc)^2`` by ``E e^2``; the stored excess risk subtracts, per
-prompt, the unbiased estimate ``se^2 = var(chain means) / chains`` of it, and its standard error
-is over prompts of the corrected terms (the chains' own bias, if not mixed, is not corrected).
+The Bayes floor (``EvalConfig.bayes_prompts``): the posterior mean of the query's label under
+the data model itself, sigma = R_min / eta coupled to the components and not given
+(:mod:`iclkit.constructions.bayes_snr`, Metropolis-within-Gibbs), on the first
+``bayes_prompts`` held-out prompts, each truncated to every evaluated length m (the prompts are
+nested in m). No predictor of the prompt is below it in expectation. Rows (method names):
+
+The sampler runs twice, with chains started at the prompt's true components (``truth``) and
+from prior draws (``prior``): a computational start only, the target is the same posterior, but
+chains that stay in their starting mode are biased (toward the oracle from the truth, upward
+from the prior when stuck in poor modes: measured at K = 2, SNR 10, n = 20). Their paired
+difference is stored; where it is within its SE the floor is resolved.
+
+- ``bayes_floor``: ``E(y_B - y_orc)^2`` per m, chains from the truth. A sampled estimate ``y_B + e`` inflates it by
+  ``E e^2``; per prompt the unbiased estimate ``se^2 = var(chain means) / chains`` of that is
+  subtracted, and the standard error is over prompts of the corrected terms (a common bias of
+  unmixed chains is not corrected). ``bayes_floor_mc`` holds the mean subtracted ``se^2`` (the
+  size of the Monte Carlo error; its ``excess_risk_se`` is that mean's SE over prompts).
+- ``bayes_floor_prior_start`` and ``bayes_floor_prior_start_mc``: the same from prior starts;
+  ``bayes_floor_start_gap``: per m, prior-start minus truth-start per prompt, paired SE.
+- ``bayes_floor_fall``: per m, the paired difference floor(m_1) - floor(m) on the same prompts
+  (m_1 the shortest evaluated length), with the standard error of the per-prompt difference.
+- ``transformer_minus_floor``: per m, the transformer's ``(y_T - y_orc)^2`` minus the floor's
+  corrected term on the same prompts, mean and paired standard error.
+
+For those three rows ``excess_risk`` / ``excess_risk_se`` hold the difference (or the Monte
+Carlo variance) and its SE; the other value columns are NaN.
 
 Every method is evaluated on the same held-out prompts (stream ``(seed, "eval")``) through the
 shared predictor signature ``predictor(batch, positions) -> (B, P)``, in float64: the
@@ -32,7 +45,6 @@ transformer is cast to float64 for evaluation. Standard errors are Monte Carlo o
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +54,7 @@ import pandas as pd
 import torch
 
 from iclkit.constructions.bayes_optimal import BayesOptimalPredictor
+from iclkit.constructions.bayes_snr import BayesSNRPredictor
 from iclkit.constructions.predictors import (
     LOCAL_INIT_RHO,
     EMPredictor,
@@ -74,7 +87,11 @@ from .models import ICLTransformer
 __all__ = [
     "BASELINES",
     "BAYES_FLOOR",
-    "TRANSFORMER_FIXED_SIGMA",
+    "BAYES_FLOOR_FALL",
+    "BAYES_FLOOR_MC",
+    "BAYES_FLOOR_PRIOR_START",
+    "BAYES_START_GAP",
+    "TRANSFORMER_MINUS_FLOOR",
     "EvalConfig",
     "EvalResult",
     "TransformerPredictor",
@@ -91,13 +108,16 @@ BASELINES: tuple[str, ...] = (
     "zero",
 )
 
-#: Method names of the rows measured on the fixed-sigma prompts of ``EvalConfig.bayes_prompts``.
-BAYES_FLOOR = "bayes_optimal_fixed_sigma"
-TRANSFORMER_FIXED_SIGMA = "transformer_fixed_sigma"
+#: Method names of the Bayes-floor rows (module docstring).
+BAYES_FLOOR = "bayes_floor"
+BAYES_FLOOR_MC = "bayes_floor_mc"
+BAYES_FLOOR_FALL = "bayes_floor_fall"
+BAYES_FLOOR_PRIOR_START = "bayes_floor_prior_start"
+BAYES_START_GAP = "bayes_floor_start_gap"
+TRANSFORMER_MINUS_FLOOR = "transformer_minus_floor"
 
-#: The Bayes floor enumerates exactly while K^m * K (component posteriors per prompt) is at most
-#: this (K = 2: m <= 14, K = 3: m <= 8, K = 5: m <= 5, K = 20: m <= 2), and runs Gibbs above.
-BAYES_ENUMERATION_BUDGET = 2**15
+#: Fewest sampler sweeps per chain, whatever ``bayes_updates // K`` gives.
+BAYES_MIN_SWEEPS = 8
 
 #: Characters of an exception message kept in a failure entry (one line of a report).
 _FAILURE_MESSAGE_CHARS = 200
@@ -152,19 +172,24 @@ class EvalConfig:
         :func:`~iclkit.constructions.predictors.initial_estimate`: what a statistician would
         run), ``em_local`` (EM from the truth plus a relative perturbation ``rho``: the local
         regime of the theory), ``gradient_em`` (from the local init), ``ols``, ``bayes_optimal``
-        (the posterior mean given the prompt: enumeration over assignments for small prompts,
-        collapsed Gibbs above; Gaussian prior and fixed pi only), ``zero``.
+        (the conjugate posterior mean given the prompt *and* each prompt's sigma: enumeration
+        over assignments for small prompts, collapsed Gibbs above; Gaussian prior and fixed pi
+        only; exact for a fixed sigma, an approximation with an SNR), ``zero``.
     em_T : int
         EM iterations; gradient EM uses ``em_T`` outer iterations of one step of size ``alpha``.
     alpha : float
     rho : float
         Relative perturbation of the local init.
     bayes_prompts : int or None
-        Prompts of the fixed-sigma Bayes floor (module docstring); None: not evaluated.
-    bayes_sweeps : int
-        Gibbs sweeps per chain of the floor (a quarter of them burn-in).
+        Held-out prompts (the first ones) on which the Bayes floor of the SNR model is
+        computed (module docstring); None: not evaluated. Needs ``snr``, a Gaussian prior and a
+        fixed pi.
+    bayes_updates : int
+        Component updates per chain of the floor's sampler: ``max(BAYES_MIN_SWEEPS,
+        bayes_updates // K)`` sweeps (each moves every one of the K components), a quarter
+        of them burn-in.
     bayes_chains : int
-        Independent Gibbs chains (>= 2: their spread gives the Monte Carlo error).
+        Independent chains (>= 2: their spread gives the Monte Carlo error).
     """
 
     prompts: int = 512
@@ -174,11 +199,11 @@ class EvalConfig:
     alpha: float = 1.0
     rho: float = LOCAL_INIT_RHO
     bayes_prompts: int | None = None
-    bayes_sweeps: int = 200
-    bayes_chains: int = 8
+    bayes_updates: int = 800
+    bayes_chains: int = 4
 
     def __post_init__(self) -> None:
-        check_int_fields(self, {"prompts": 2, "em_T": 0, "bayes_sweeps": 4, "bayes_chains": 2})
+        check_int_fields(self, {"prompts": 2, "em_T": 0, "bayes_updates": 4, "bayes_chains": 2})
         if self.bayes_prompts is not None:
             object.__setattr__(
                 self, "bayes_prompts", check_int(self.bayes_prompts, "bayes_prompts", minimum=2)
@@ -280,12 +305,15 @@ def evaluate(
     seconds: dict[str, float] = {}
     failures: dict[str, str] = {}
     if config.bayes_prompts is not None:
-        # fails early (ParameterError naming prior / pi_mode) when the floor has no closed form
-        BayesOptimalPredictor.for_data(data)
+        # fails early (ParameterError naming prior / pi_mode / snr) when there is no sampler
+        BayesSNRPredictor.for_data(data)
+    y_model: torch.Tensor | None = None
     for pred in predictors:
         t0 = time.perf_counter()
         y_hat, failed = _predict(pred, batch, positions)
         seconds[pred.name] = time.perf_counter() - t0
+        if isinstance(pred, TransformerPredictor):
+            y_model = y_hat
         for j, m in enumerate(positions):
             if m in failed:
                 rows.append(_failed_row(pred.name, m, config.prompts))
@@ -295,54 +323,79 @@ def evaluate(
             rows.append(_row(pred.name, m, y_hat[:, j], oracle[:, j], target[:, j], er))
     stats: dict[str, Any] = {"seconds": seconds, "failures": failures}
     if config.bayes_prompts is not None:
-        sigma = float(batch.sigma.median())
-        rows += _bayes_floor(
-            model, data, config, config.bayes_prompts, seed, positions, sigma, seconds
+        floor_rows, acceptance = _bayes_floor(
+            batch, y_model, oracle, data, config, config.bayes_prompts, seed, positions
         )
-        stats["bayes_sigma"] = sigma
+        rows += floor_rows
+        seconds[BAYES_FLOOR] = acceptance.pop("seconds")
+        stats["bayes_acceptance"] = acceptance
     return EvalResult(rows=tuple(rows), stats=stats)
 
 
 def _bayes_floor(
-    model: ICLTransformer | None,
+    batch: MoRBatch,
+    y_model: torch.Tensor | None,
+    oracle: torch.Tensor,
     data: MoRConfig,
     config: EvalConfig,
     prompts: int,
     seed: int,
     positions: list[int],
-    sigma: float,
-    seconds: dict[str, float],
-) -> list[dict[str, Any]]:
-    """Rows of the Bayes floor and of the transformer on ``prompts`` prompts drawn like ``data``
-    but with the fixed noise level ``sigma`` (module docstring)."""
-    fixed = dataclasses.replace(data, snr=None, sigma=sigma)
-    batch = sample_mor(fixed, prompts, seed=derive_seed(seed, "eval-bayes"), dtype=torch.float64)
-    oracle = OraclePredictor()(batch, positions)
-    target = batch.y[:, positions]
-    bayes = BayesOptimalPredictor.for_data(
-        fixed,
-        max_assignments=max(1, BAYES_ENUMERATION_BUDGET // data.K),
-        sweeps=config.bayes_sweeps,
-        burn_in=config.bayes_sweeps // 4,
-        chains=config.bayes_chains,
-        seed=derive_seed(seed, "eval-bayes-gibbs"),
-    )
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Rows of the SNR-model Bayes floor on the first ``prompts`` held-out prompts, its Monte
+    Carlo size, its paired fall with m and the transformer's paired gap to it (module
+    docstring); and ``{position: acceptance rate, "seconds": time}``."""
+    count = min(prompts, batch.B)
+    sub = batch.select(slice(0, count))
+    orc, target = oracle[:count], batch.y[:count][:, positions]
+    sweeps = max(BAYES_MIN_SWEEPS, config.bayes_updates // data.K)
     t0 = time.perf_counter()
-    y_b, mc_se = bayes.with_error(batch, positions)
-    seconds[BAYES_FLOOR] = time.perf_counter() - t0
+    stats: dict[str, float] = {}
+    floors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for start in ("truth", "prior"):
+        bayes = BayesSNRPredictor.for_data(
+            data,
+            sweeps=sweeps,
+            burn_in=sweeps // 4,
+            chains=config.bayes_chains,
+            start=start,
+            seed=derive_seed(seed, "eval-bayes-snr"),
+        )
+        y_b = torch.empty(count, len(positions), dtype=torch.float64)
+        mc_var = torch.empty_like(y_b)
+        for j, m in enumerate(positions):
+            post = bayes.posterior(sub, m)
+            mean, se = post.predict(sub.X[:, m])
+            y_b[:, j], mc_var[:, j] = mean, se**2
+            stats[f"{start}@{m}"] = float(getattr(post, "acceptance", float("nan")))
+        # per prompt: (y_B - y_orc)^2 - se^2, unbiased for the exact posterior mean's term
+        floors[start] = (y_b, mc_var, (y_b - orc) ** 2 - mc_var)
+    stats["seconds"] = time.perf_counter() - t0
+    y_b, mc_var, floor = floors["truth"]
+    y_p, mc_p, floor_p = floors["prior"]
     out = []
     for j, m in enumerate(positions):
-        # E(y_hat - y_orc)^2 - E e^2, per prompt: unbiased for the exact posterior mean's
-        corrected = _mean_se((y_b[:, j] - oracle[:, j]) ** 2 - mc_se[:, j] ** 2)
-        out.append(_row(BAYES_FLOOR, m, y_b[:, j], oracle[:, j], target[:, j], corrected))
-    if model is not None:
-        t0 = time.perf_counter()
-        y_t = TransformerPredictor(model)(batch, positions)
-        seconds[TRANSFORMER_FIXED_SIGMA] = time.perf_counter() - t0
-        for j, m in enumerate(positions):
-            er = excess_risk_vs_oracle(y_t[:, j], oracle[:, j])
-            out.append(_row(TRANSFORMER_FIXED_SIGMA, m, y_t[:, j], oracle[:, j], target[:, j], er))
-    return out
+        out.append(_row(BAYES_FLOOR, m, y_b[:, j], orc[:, j], target[:, j], _mean_se(floor[:, j])))
+        out.append(_difference_row(BAYES_FLOOR_MC, m, mc_var[:, j]))
+        er = _mean_se(floor_p[:, j])
+        out.append(_row(BAYES_FLOOR_PRIOR_START, m, y_p[:, j], orc[:, j], target[:, j], er))
+        out.append(_difference_row(f"{BAYES_FLOOR_PRIOR_START}_mc", m, mc_p[:, j]))
+        out.append(_difference_row(BAYES_START_GAP, m, floor_p[:, j] - floor[:, j]))
+        if j > 0:
+            out.append(_difference_row(BAYES_FLOOR_FALL, m, floor[:, 0] - floor[:, j]))
+        if y_model is not None:
+            gap = (y_model[:count, j] - orc[:, j]) ** 2 - floor[:, j]
+            out.append(_difference_row(TRANSFORMER_MINUS_FLOOR, m, gap))
+    return out, stats
+
+
+def _difference_row(method: str, m: int, values: torch.Tensor) -> dict[str, Any]:
+    """A row whose ``excess_risk`` / ``excess_risk_se`` are the mean of per-prompt ``values``
+    and its standard error; the other value columns NaN."""
+    est = _mean_se(values)
+    row = _failed_row(method, m, est.count)
+    row.update(excess_risk=est.mean, excess_risk_se=est.se)
+    return row
 
 
 def _mean_se(values: torch.Tensor) -> RiskEstimate:

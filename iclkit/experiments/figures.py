@@ -10,10 +10,16 @@ reviews / brief]); the exact axes of the paper are [NOT FOUND]:
 
 One colour per SNR; the transformer is a solid line with a +-1 standard-error band, the EM
 baseline (random init, ``em``) the same colour dashed, EM from the spectral start
-(``em_spectral``) dash-dotted. Where the rows hold them (fig1), the Bayes floor on fixed-sigma
-prompts (``bayes_optimal_fixed_sigma``, :mod:`iclkit.experiments.evaluation`) is a thick dotted
-line and the transformer on the same prompts (``transformer_fixed_sigma``) a thin dotted line
-with crosses. Every curve is excess risk over the oracle, so the oracle is the 0 line (not
+(``em_spectral``) dash-dotted. Where the rows hold it (fig1), the Bayes floor of the data model
+itself (``bayes_floor``, :mod:`iclkit.experiments.evaluation`: posterior mean with sigma coupled
+to the components, on a subset of the same held-out prompts; chains started at the true
+components) is a thick dotted line, and the same sampler with chains started from the prior
+(``bayes_floor_prior_start``) a thin dotted line with triangles: where the two differ the
+chains have not mixed, and the floor lies between them. Fig1's y
+axis is clipped at :data:`CLIP_FACTOR` times the largest transformer or floor value (plus its
+SE), so that EM curves that run away at short prompts do not squash the rest; a curve's points
+above the limit are drawn as triangles on the upper edge (``off_scale`` in the returned
+points). Every curve is excess risk over the oracle, so the oracle is the 0 line (not
 drawable on a log axis; the title says so). Drawn on a figure that pyplot never
 sees (:func:`iclkit.io.new_figure`) and saved as PDF (TrueType fonts) and PNG, each written
 atomically (:func:`iclkit.io.save_figure`). With several seeds per point the
@@ -35,7 +41,7 @@ from iclkit.io import COLORS, new_figure, save_figure
 from iclkit.theory.validation import ParameterError
 
 from .cells import FIGURES
-from .evaluation import BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA
+from .evaluation import BAYES_FLOOR, BAYES_FLOOR_PRIOR_START
 from .storage import read_results
 
 __all__ = ["FigureResult", "draw_figure"]
@@ -48,9 +54,16 @@ _METHODS: dict[str, tuple[str, str | None, float, str]] = {
     "transformer": ("-", "o", 1.5, "TF"),
     "em": ("--", None, 1.5, "EM, random start"),
     "em_spectral": ("-.", None, 1.5, "EM, spectral start"),
-    TRANSFORMER_FIXED_SIGMA: (":", "x", 1.0, "TF, fixed sigma"),
-    BAYES_FLOOR: (":", None, 2.5, "Bayes floor, fixed sigma"),
+    BAYES_FLOOR: (":", None, 2.5, "Bayes floor"),
+    BAYES_FLOOR_PRIOR_START: (":", "v", 0.8, "Bayes floor, chains from prior"),
 }
+
+#: Fig1's upper y limit is this many times the largest transformer / Bayes-floor value + SE.
+CLIP_FACTOR = 4.0
+#: Methods whose values set fig1's y range.
+_SCALE_METHODS = ("transformer", BAYES_FLOOR)
+#: Off-scale markers sit this fraction below the upper limit (log axis).
+_EDGE = 0.93
 
 FONT_SIZE = 9  # points: legible at a single-column width of ~3.3 in
 LEGEND_FONT_SIZE = 7
@@ -112,6 +125,43 @@ def _curves(ax: Any, pts: pd.DataFrame, xkey: str, snrs: list[float], markersize
             )
 
 
+def _upper_limit(pts: pd.DataFrame) -> float:
+    """:data:`CLIP_FACTOR` times the largest transformer / floor value + SE (inf if none)."""
+    ref = pts[pts.method.isin(_SCALE_METHODS)]
+    vals = (ref["excess_risk"] + ref["se"]).to_numpy(float)
+    vals = vals[np.isfinite(vals)]
+    return float(CLIP_FACTOR * vals.max()) if vals.size else math.inf
+
+
+def _lower_limit(pts: pd.DataFrame, top: float) -> float:
+    """The smallest positive value of any drawn curve / 1.5 (the panels share their y axis)."""
+    lows = pts["excess_risk"].to_numpy(float)
+    lows = lows[np.isfinite(lows) & (lows > 0)]
+    return float(lows.min()) / 1.5 if lows.size else top / 100
+
+
+def _mark_off_scale(
+    ax: Any, pts: pd.DataFrame, snrs: list[float], bottom: float, top: float
+) -> None:
+    """Clip the y axis to [bottom, top]; triangles on the upper edge where a curve leaves it."""
+    ax.set_ylim(bottom, top)
+    label: str | None = "off scale (above the axis)"
+    for i, s in enumerate(snrs):
+        off = pts[(pts.snr == s) & pts.off_scale]
+        if off.empty:
+            continue
+        ax.plot(
+            off["position"].to_numpy(float),
+            np.full(len(off), top * _EDGE),
+            linestyle="none",
+            marker="^",
+            markersize=4,
+            color=COLORS[i % len(COLORS)],
+            label=label,
+        )
+        label = None
+
+
 def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> FigureResult:
     """Draw ``figure`` from a results folder (or its rows) to ``out_stem``.pdf and .png.
 
@@ -135,8 +185,13 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
             fig = new_figure(figsize=(PANEL_SIZE[0] * len(Ks), PANEL_SIZE[1]))
             axes = fig.subplots(1, len(Ks), squeeze=False, sharey=True)
             pts = _aggregate(frame, ["K", "snr", "method", "position"])
+            top = _upper_limit(pts)
+            pts["off_scale"] = pts["excess_risk"] > top
             for ax, K in zip(axes[0], Ks, strict=True):
-                _curves(ax, pts[pts.K == K], "position", snrs, markersize=2.5)
+                panel = pts[pts.K == K]
+                _curves(ax, panel, "position", snrs, markersize=2.5)
+                if math.isfinite(top):
+                    _mark_off_scale(ax, panel, snrs, _lower_limit(pts, top), top)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_title(f"K = {K}")
@@ -175,7 +230,12 @@ def draw_figure(figure: str, results: str | pd.DataFrame, out_stem: str) -> Figu
             ax.legend(fontsize=LEGEND_FONT_SIZE, frameon=False)
         K_txt = "" if figure == "fig1" else f", K = {int(frame['K'].iloc[0])}"
         fig.suptitle(
-            f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}; oracle = 0",
+            f"MoR {figure}: transformer (solid) vs EM (dashed){K_txt}; oracle = 0"
+            + (
+                f"; y clipped at {CLIP_FACTOR:g}x the TF / floor maximum"
+                if figure == "fig1"
+                else ""
+            ),
             fontsize=FONT_SIZE,
             y=1.02,
         )

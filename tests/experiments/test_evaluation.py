@@ -1,8 +1,8 @@
 """Tests of iclkit.experiments.evaluation: the Bayes-optimal baseline lies below the others,
 the low-variance and direct excess-risk estimators agree, EM improves with n, ``em_spectral`` is
-EM from the spectral start, the fixed-sigma Bayes floor equals exact enumeration and its
-Gibbs estimate is corrected for Monte Carlo noise, the transformer wrapper reproduces the
-model's forward pass, bad input."""
+EM from the spectral start, the SNR-model Bayes floor's rows (floor corrected for Monte Carlo
+noise, paired fall with m, paired transformer gap) follow from the sampler on the same prompts,
+the transformer wrapper reproduces the model's forward pass, bad input."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ import pytest
 import torch
 
 from iclkit.constructions.algorithms import em
-from iclkit.constructions.bayes_optimal import enumerate_posterior_mean
+from iclkit.constructions.bayes_snr import BayesSNRPredictor
 from iclkit.constructions.predictors import initial_estimate
 from iclkit.experiments.evaluation import (
     BAYES_FLOOR,
-    TRANSFORMER_FIXED_SIGMA,
+    BAYES_FLOOR_FALL,
+    BAYES_FLOOR_MC,
+    BAYES_FLOOR_PRIOR_START,
+    BAYES_START_GAP,
+    TRANSFORMER_MINUS_FLOOR,
     EvalConfig,
     TransformerPredictor,
     evaluate,
 )
 from iclkit.experiments.models import ModelConfig, build_model
-from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
+from iclkit.theory.mor import MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed, make_generator
 from iclkit.theory.validation import ParameterError
 
@@ -92,48 +96,69 @@ def test_em_spectral_is_em_from_the_spectral_start() -> None:
         assert res.risk("em_spectral", m) != pytest.approx(res.risk("em", m), rel=1e-6)
 
 
-def _exact_floor(batch: MoRBatch, m: int) -> torch.Tensor:
-    """Per-prompt (y_B - y_orc)^2 with y_B by exact enumeration over all K^m assignments."""
-    post = enumerate_posterior_mean(batch.X[:, :m], batch.y[:, :m], batch.sigma, batch.pi)
-    return ((batch.X[:, m] * (post.w - batch.w_oracle)).sum(-1)) ** 2
-
-
-def test_bayes_floor_is_exact_on_fixed_sigma_prompts_and_below_the_transformer() -> None:
-    """With ``bayes_prompts`` the floor is measured on prompts drawn like the SNR data but with
-    sigma fixed at the median sigma of the SNR prompts: it equals exact enumeration computed
-    here (1e-9 relative, float64 sums in another order), is positive, falls with m, and the
-    transformer on the same prompts is not below it (an untrained model: far above)."""
+def test_bayes_floor_rows_are_the_samplers_on_the_same_nested_prompts() -> None:
+    """The floor rows are recomputed here from the sampler on the first ``bayes_prompts``
+    held-out prompts (same seeds: equal to 1e-12 relative): the floor subtracts the chains'
+    variance per prompt, the fall is floor(1) - floor(m) per prompt, the gap is the
+    transformer's term minus the floor's on the same prompts, with their paired SEs; the
+    floor's chains start at the truth, the ``prior_start`` rows' from the prior."""
     data = MoRConfig(d=2, K=2, n=8, snr=5.0)
     model = build_model(ModelConfig(d=2, max_n=8, D=8, layers=1, heads=2, arch="relu_encoder"))
-    cfg = EvalConfig(prompts=64, positions=(1, 4, 8), methods=("ols",), bayes_prompts=96)
+    cfg = EvalConfig(prompts=40, positions=(1, 4, 8), methods=(), bayes_prompts=24,
+                     bayes_updates=40, bayes_chains=3)  # fmt: skip
     res = evaluate(model, data, cfg, seed=1)
-    snr_batch = sample_mor(data, 64, seed=derive_seed(1, "eval"), dtype=torch.float64)
-    sigma = float(snr_batch.sigma.median())
-    assert res.stats["bayes_sigma"] == sigma
-    fixed = sample_mor(
-        MoRConfig(d=2, K=2, n=8, sigma=sigma), 96, seed=derive_seed(1, "eval-bayes"),
-        dtype=torch.float64,
-    )  # fmt: skip
-    floors = [res.risk(BAYES_FLOOR, m) for m in (1, 4, 8)]
-    for m, got in zip((1, 4, 8), floors, strict=True):
-        assert got == pytest.approx(float(_exact_floor(fixed, m).mean()), rel=1e-9)
-        assert res.risk(TRANSFORMER_FIXED_SIGMA, m) > got
-    assert 0 < floors[2] < floors[1] < floors[0]
-    assert {r["prompts"] for r in res.rows if r["method"] == BAYES_FLOOR} == {96}
+    batch = sample_mor(data, 40, seed=derive_seed(1, "eval"), dtype=torch.float64).select(
+        slice(0, 24)
+    )
+    kw = {"sweeps": 20, "burn_in": 5, "chains": 3, "seed": derive_seed(1, "eval-bayes-snr")}
+    y_b, se = BayesSNRPredictor.for_data(data, start="truth", **kw).with_error(batch, [1, 4, 8])
+    y_p, se_p = BayesSNRPredictor.for_data(data, **kw).with_error(batch, [1, 4, 8])
+    orc = torch.stack([(batch.X[:, m] * batch.w_oracle).sum(-1) for m in (1, 4, 8)], 1)
+    floor = (y_b - orc) ** 2 - se**2
+    floor_p = (y_p - orc) ** 2 - se_p**2
+    y_t = TransformerPredictor(model)(batch, [1, 4, 8])
+    for j, m in enumerate((1, 4, 8)):
+        row = next(r for r in res.rows if r["method"] == BAYES_FLOOR and r["position"] == m)
+        assert row["prompts"] == 24
+        assert row["excess_risk"] == pytest.approx(float(floor[:, j].mean()), rel=1e-12)
+        assert row["excess_risk_se"] == pytest.approx(float(floor[:, j].std()) / 24**0.5, rel=1e-9)
+        assert res.risk(BAYES_FLOOR_MC, m) == pytest.approx(
+            float((se[:, j] ** 2).mean()), rel=1e-12
+        )
+        assert res.risk(BAYES_FLOOR_PRIOR_START, m) == pytest.approx(
+            float(floor_p[:, j].mean()), rel=1e-12
+        )
+        start_gap = float((floor_p[:, j] - floor[:, j]).mean())
+        assert res.risk(BAYES_START_GAP, m) == pytest.approx(start_gap, rel=1e-9)
+        gap = (y_t[:, j] - orc[:, j]) ** 2 - floor[:, j]
+        assert res.risk(TRANSFORMER_MINUS_FLOOR, m) == pytest.approx(float(gap.mean()), rel=1e-9)
+        if j:
+            fall = floor[:, 0] - floor[:, j]
+            row = next(
+                r for r in res.rows if r["method"] == BAYES_FLOOR_FALL and r["position"] == m
+            )
+            assert row["excess_risk"] == pytest.approx(float(fall.mean()), rel=1e-9)
+            assert row["excess_risk_se"] == pytest.approx(float(fall.std()) / 24**0.5, rel=1e-9)
+    assert not any(r["method"] == BAYES_FLOOR_FALL and r["position"] == 1 for r in res.rows)
+    assert set(res.stats["bayes_acceptance"]) == {
+        f"{s}@{m}" for s in ("truth", "prior") for m in (1, 4, 8)
+    }
 
 
-def test_bayes_floor_gibbs_is_corrected_for_its_monte_carlo_noise() -> None:
-    """At m = 15 (2^15 assignments > the enumeration limit) the floor comes from Gibbs; its
-    stored excess risk subtracts the chains' variance estimate per prompt, and agrees with
-    exact enumeration on the same prompts within 4 standard errors of the per-prompt
-    difference (Monte Carlo over prompts)."""
-    data = MoRConfig(d=2, K=2, n=15, sigma=0.5)
-    cfg = EvalConfig(prompts=4, methods=(), bayes_prompts=24, bayes_sweeps=60, bayes_chains=4)
-    row = next(r for r in evaluate(None, data, cfg, seed=2).rows if r["method"] == BAYES_FLOOR)
-    fixed = sample_mor(data, 24, seed=derive_seed(2, "eval-bayes"), dtype=torch.float64)
-    exact = _exact_floor(fixed, 15)
-    tol = 4 * max(float(row["excess_risk_se"]), float(exact.std()) / math.sqrt(24))
-    assert abs(row["excess_risk"] - float(exact.mean())) <= tol
+def test_bayes_floor_is_below_the_untrained_transformer_and_falls() -> None:
+    """On 200 prompts (K = 2, d = 2, SNR 5) the floor falls from m = 1 to m = 16 by more than 3
+    paired SEs and the untrained transformer is above it by more than 3 paired SEs."""
+    data = MoRConfig(d=2, K=2, n=16, snr=5.0)
+    model = build_model(ModelConfig(d=2, max_n=16, D=8, layers=1, heads=2, arch="relu_encoder"))
+    cfg = EvalConfig(prompts=200, positions=(1, 16), methods=(), bayes_prompts=200,
+                     bayes_updates=200, bayes_chains=3)  # fmt: skip
+    res = evaluate(model, data, cfg, seed=2)
+    rows = {(r["method"], r["position"]): r for r in res.rows}
+    fall = rows[(BAYES_FLOOR_FALL, 16)]
+    assert fall["excess_risk"] > 3 * fall["excess_risk_se"]
+    gap = rows[(TRANSFORMER_MINUS_FLOOR, 16)]
+    assert gap["excess_risk"] > 3 * gap["excess_risk_se"]
+    assert 0 < rows[(BAYES_FLOOR, 16)]["excess_risk"] < rows[(BAYES_FLOOR, 1)]["excess_risk"]
 
 
 def test_transformer_predictor_matches_forward() -> None:
@@ -157,8 +182,8 @@ def test_bad_input() -> None:
         EvalConfig(bayes_prompts=1)
     with pytest.raises(ParameterError, match="bayes_chains"):
         EvalConfig(bayes_chains=1)
-    with pytest.raises(ParameterError, match="bayes_sweeps"):
-        EvalConfig(bayes_sweeps=0)
+    with pytest.raises(ParameterError, match="bayes_updates"):
+        EvalConfig(bayes_updates=0)
     with pytest.raises(ParameterError, match="^prior"):
         evaluate(
             None,
@@ -166,6 +191,8 @@ def test_bad_input() -> None:
             EvalConfig(prompts=4, methods=(), bayes_prompts=4),
             seed=0,
         )
+    with pytest.raises(ParameterError, match="^snr"):
+        evaluate(None, DATA_SIGMA, EvalConfig(prompts=4, methods=(), bayes_prompts=4), seed=0)
     with pytest.raises(ParameterError, match="positions"):
         evaluate(None, DATA, EvalConfig(prompts=4, positions=(41,), methods=("ols",)), seed=0)
     model = build_model(ModelConfig(d=2, max_n=10))

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from iclkit import cli
-from iclkit.experiments.evaluation import BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA
-from iclkit.experiments.figures import draw_figure
+from iclkit.experiments.evaluation import BAYES_FLOOR
+from iclkit.experiments.figures import CLIP_FACTOR, draw_figure
 from iclkit.experiments.sweep import RESULT_SCHEMA, write_cell
 from iclkit.theory.validation import ParameterError
 
@@ -55,13 +55,23 @@ def test_figures_are_valid_png_and_truetype_pdf(tmp_path: object, figure: str) -
     assert set(pts["method"]) == {"transformer", "em"}
 
 
-def test_fig1_draws_spectral_em_and_the_bayes_floor(tmp_path: object) -> None:
-    """Figure 1 draws EM from both starts, the fixed-sigma Bayes floor and the transformer on
-    the same fixed-sigma prompts; other rows (ols) are left out."""
-    methods = ("transformer", "em", "em_spectral", BAYES_FLOOR, TRANSFORMER_FIXED_SIGMA, "ols")
-    res = draw_figure("fig1", _rows("fig1", methods), os.path.join(str(tmp_path), "fig1"))
-    assert set(res.points["method"]) == set(methods) - {"ols"}
+def test_fig1_draws_spectral_em_and_the_bayes_floor_and_clips(tmp_path: object) -> None:
+    """Figure 1 draws EM from both starts and the Bayes floor; other rows (ols) are left out.
+    The y axis stops at CLIP_FACTOR times the largest transformer / floor value + SE: a runaway
+    EM point (1e3) is marked off scale, the others are not."""
+    methods = ("transformer", "em", "em_spectral", BAYES_FLOOR, "ols")
+    rows = _rows("fig1", methods)
+    runaway = (rows.method == "em") & (rows.position == 1)
+    rows.loc[runaway, "excess_risk"] = 1e3
+    res = draw_figure("fig1", rows, os.path.join(str(tmp_path), "fig1"))
+    pts = res.points
+    assert set(pts["method"]) == set(methods) - {"ols"}
     assert os.path.getsize(res.png) > 1000
+    ref = pts[pts.method.isin(["transformer", BAYES_FLOOR])]
+    top = CLIP_FACTOR * float((ref.excess_risk + ref.se).max())
+    assert set(pts.loc[pts.off_scale, "method"]) == {"em"}
+    assert bool((pts.loc[pts.off_scale, "position"] == 1).all())
+    assert bool((pts.loc[~pts.off_scale, "excess_risk"] <= top).all())
 
 
 def test_plot_cli_redraws_from_results(
