@@ -63,13 +63,14 @@ __all__ = [
 K = 2
 PI = (0.5, 0.5)
 
-#: Ridge penalty of the probe, relative to the mean squared feature times the rows fitted: small
-#: enough not to bias a linear read-out, large enough to keep the solve well posed when the
-#: hidden size exceeds the number of prompts.
+#: Ridge penalty of the probe on standardised features, times the rows fitted: small enough not
+#: to bias a linear read-out, large enough to keep the solve well posed when the hidden size
+#: exceeds the number of prompts.
 PROBE_RIDGE = 1e-3
 
-#: Added to the feature scale so an all-zero representation still gives a solvable system.
-_SCALE_FLOOR = 1e-12
+#: A feature whose standard deviation over the fitted rows is at most this fraction of the
+#: largest feature's is treated as constant and left out (the intercept carries it).
+_CONSTANT_FEATURE = 1e-12
 
 FONT_SIZE = 9  # points
 LEGEND_FONT_SIZE = 7
@@ -184,20 +185,26 @@ def probe_r2(features: torch.Tensor, target: torch.Tensor, *, lam: float = PROBE
     """Held-out R^2 of a ridge probe ``features (B, F) -> target (B, d)``.
 
     Fitted on the first half of the rows (with an intercept), scored on the second half:
-    ``1 - SSE / SST`` summed over the d target coordinates.
+    ``1 - SSE / SST`` summed over the d target coordinates. Each feature is standardised with
+    the fitted half's mean and standard deviation before the ridge penalty, so the penalty does
+    not depend on the features' units: a construction's token row holds coordinates of very
+    different sizes (estimates ~1 next to scratch constants ~10^7), and one penalty scaled to
+    the raw mean square shrank every small coordinate to nothing.
     """
     B = features.shape[0]
     if B < 4 or target.shape[0] != B:
         raise ParameterError(f"features and target need the same B >= 4 rows, got {B}")
-    F_ = torch.cat([features.to(torch.float64), torch.ones(B, 1, dtype=torch.float64)], 1)
+    F_ = features.to(torch.float64)
     Y = target.to(torch.float64)
     h = B // 2
-    A, Yf = F_[:h], Y[:h]
-    scale = float(A.pow(2).mean()) + _SCALE_FLOOR
-    W = torch.linalg.solve(
-        A.T @ A + lam * scale * h * torch.eye(A.shape[1], dtype=A.dtype), A.T @ Yf
-    )
-    resid = Y[h:] - F_[h:] @ W
+    mu, sd = F_[:h].mean(0), F_[:h].std(0, correction=0)
+    keep = sd > _CONSTANT_FEATURE * float(sd.max()) if sd.numel() else sd > 0
+    Z = (F_[:, keep] - mu[keep]) / sd[keep]
+    A = torch.cat([Z, torch.ones(B, 1, dtype=torch.float64)], 1)
+    penalty = lam * h * torch.eye(A.shape[1], dtype=A.dtype)
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    W = torch.linalg.solve(A[:h].T @ A[:h] + penalty, A[:h].T @ Y[:h])
+    resid = Y[h:] - A[h:] @ W
     sst = (Y[h:] - Y[h:].mean(0)).pow(2).sum()
     return float(1 - resid.pow(2).sum() / sst)
 

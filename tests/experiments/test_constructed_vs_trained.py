@@ -31,6 +31,21 @@ def test_probe_r2_linear_target_and_noise() -> None:
         probe_r2(F[:3], noise[:3])
 
 
+def test_probe_r2_does_not_depend_on_feature_units() -> None:
+    # A construction's token row: the estimate (~1) next to scratch coordinates ~10^7 and
+    # constants. The target is linear in the small coordinates only; the huge ones must not
+    # set the ridge penalty (they did when it was scaled by the raw mean square: R^2 ~ 0).
+    g = torch.Generator().manual_seed(1)
+    small = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    huge = 3e7 * (1 + 0.1 * torch.randn(200, 2, generator=g, dtype=torch.float64))
+    const = torch.full((200, 2), 7776.0, dtype=torch.float64)
+    W = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    F = torch.cat([small, huge, const], 1)
+    assert probe_r2(F, small @ W) > 0.999
+    assert abs(probe_r2(F * 1e-5, small @ W) - probe_r2(F, small @ W)) < 1e-9  # unit-free
+    assert probe_r2(const, small @ W) < 0.05  # constants only: the intercept, R^2 <= ~0
+
+
 def test_tiny_comparison(tmp_path: object) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine (see test_..._training)
