@@ -89,6 +89,7 @@ from .predictors import resolve_positions
 __all__ = [
     "BayesOptimalPredictor",
     "PosteriorMean",
+    "PosteriorPredictor",
     "enumerate_posterior_mean",
     "gibbs_posterior_mean",
 ]
@@ -324,8 +325,29 @@ def _relabel(
     return z_new, S_new, b_new
 
 
+class PosteriorPredictor:
+    """A predictor that is a posterior mean at each position m: subclasses give
+    :meth:`posterior` (the posterior of the components after the first m examples); the
+    prediction at m is its mean read-out at ``x_m``, with the Monte Carlo standard error."""
+
+    def posterior(self, batch: MoRBatch, m: int) -> PosteriorMean:
+        raise NotImplementedError
+
+    def with_error(
+        self, batch: MoRBatch, positions: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictions and their Monte Carlo standard errors, both (B, P)."""
+        pos = resolve_positions(batch, positions)
+        res = [self.posterior(batch, m).predict(batch.X[:, m]) for m in pos]
+        mean = torch.stack([r[0] for r in res], 1).to(batch.X.dtype)
+        return mean, torch.stack([r[1] for r in res], 1).to(batch.X.dtype)
+
+    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
+        return self.with_error(batch, positions)[0]
+
+
 @dataclass(frozen=True)
-class BayesOptimalPredictor:
+class BayesOptimalPredictor(PosteriorPredictor):
     """The posterior mean ``E[y_m | first m examples, x_m]`` under the MoR prior (module
     docstring), at each position m, with sigma and pi read from the batch (known).
 
@@ -408,15 +430,3 @@ class BayesOptimalPredictor:
             chains=self.chains,
             generator=g,
         )
-
-    def with_error(
-        self, batch: MoRBatch, positions: Sequence[int] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predictions and their Monte Carlo standard errors, both (B, P)."""
-        pos = resolve_positions(batch, positions)
-        res = [self.posterior(batch, m).predict(batch.X[:, m]) for m in pos]
-        mean = torch.stack([r[0] for r in res], 1).to(batch.X.dtype)
-        return mean, torch.stack([r[1] for r in res], 1).to(batch.X.dtype)
-
-    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
-        return self.with_error(batch, positions)[0]

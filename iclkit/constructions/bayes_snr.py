@@ -63,7 +63,6 @@ K = 2, d = 1) in ``tests/constructions/test_bayes_snr.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -80,8 +79,7 @@ from iclkit.theory.validation import (
     check_shape,
 )
 
-from .bayes_optimal import PosteriorMean
-from .predictors import resolve_positions
+from .bayes_optimal import PosteriorMean, PosteriorPredictor
 
 __all__ = ["BayesSNRPredictor", "SNRPosteriorMean", "separation", "snr_posterior_mean"]
 
@@ -314,7 +312,7 @@ def _relabel(
 
 
 @dataclass(frozen=True)
-class BayesSNRPredictor:
+class BayesSNRPredictor(PosteriorPredictor):
     """The posterior mean ``E[y_m | first m examples, x_m]`` under the SNR data model (module
     docstring) at each position m; pi is read from the batch (known), sigma is not used.
 
@@ -400,15 +398,3 @@ class BayesSNRPredictor:
             generator=make_generator(derive_seed(self.seed, "bayes-snr", self.start, m)),
             init=batch.betas if self.start == "truth" else None,
         )
-
-    def with_error(
-        self, batch: MoRBatch, positions: Sequence[int] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predictions and their Monte Carlo standard errors, both (B, P)."""
-        pos = resolve_positions(batch, positions)
-        res = [self.posterior(batch, m).predict(batch.X[:, m]) for m in pos]
-        mean = torch.stack([r[0] for r in res], 1).to(batch.X.dtype)
-        return mean, torch.stack([r[1] for r in res], 1).to(batch.X.dtype)
-
-    def __call__(self, batch: MoRBatch, positions: Sequence[int] | None = None) -> torch.Tensor:
-        return self.with_error(batch, positions)[0]
