@@ -36,7 +36,7 @@ from iclkit.constructions.algorithms import gradient_em, symmetric_gradient_em_s
 from iclkit.constructions.gradient_em_transformer import build_gradient_em_transformer
 from iclkit.theory.bounds import theorem_3_1_error_bound, two_mixture_rates
 from iclkit.theory.metrics import parameter_error, sign_invariant_error
-from iclkit.theory.mor import MoRConfig, sample_mor
+from iclkit.theory.mor import MoRBatch, MoRConfig, sample_mor
 from iclkit.theory.rng import derive_seed
 
 from .inits import HIGH_SNR, LOCAL_RHO, local_init, random_init
@@ -102,6 +102,27 @@ def _rms(values: torch.Tensor) -> float:
     return float(values.pow(2).mean().sqrt())
 
 
+def _symmetric_errors(
+    beta_tf: torch.Tensor, batch: MoRBatch, start: torch.Tensor, T: int, groups: int
+) -> tuple[np.ndarray, float, float]:
+    """(error of the transformer per seed group, approximation floor, statistical error) on one
+    n, symmetric.
+
+    ``beta_tf : (B, 2, d)`` the transformer's estimate, ``start : (B, d)`` its beta_1 start.
+    Exact gradient EM (tanh E-step, step 1) runs T iterations from the same start: its error
+    up to sign is the statistical error, the transformer's RMS distance from it the floor.
+    """
+    exact = start
+    for _ in range(T):
+        exact = symmetric_gradient_em_step(batch.X_train, batch.y_train, exact, batch.sigma)
+    truth = batch.betas[:, 0]
+    return (
+        rms_by_group(sign_invariant_error(beta_tf[:, 0], truth), groups),
+        _rms(torch.linalg.vector_norm(beta_tf[:, 0] - exact, dim=-1)),
+        _rms(sign_invariant_error(exact, truth)),
+    )
+
+
 # --------------------------------------------------------------------------- symmetric, high SNR
 @register(
     "construction.rate_n",
@@ -132,13 +153,10 @@ def rate_n(ctx: CheckContext) -> Outcome:
         tf = build_gradient_em_transformer(d, 2, n, sigma, T, 1, alpha, M, symmetric=True)
         L = tf.report.L
         beta_tf, _ = tf(batch.X_train, batch.y_train, torch.cat([init, -init], 1), batch.x_query)
-        exact = init[:, 0]
-        for _ in range(T):  # exact gradient EM (tanh E-step), the reference step 1
-            exact = symmetric_gradient_em_step(batch.X_train, batch.y_train, exact, batch.sigma)
-        truth = batch.betas[:, 0]
-        errs.append(rms_by_group(sign_invariant_error(beta_tf[:, 0], truth), groups))
-        floor.append(_rms(torch.linalg.vector_norm(beta_tf[:, 0] - exact, dim=-1)))
-        stat.append(_rms(sign_invariant_error(exact, truth)))
+        err, fl, st = _symmetric_errors(beta_tf, batch, init[:, 0], T, groups)
+        errs.append(err)
+        floor.append(fl)
+        stat.append(st)
     ratios = _floor_ratios(floor, stat)
     expected = two_mixture_rates(ns[-1], d, HIGH_SNR).error.exponent["n"]
     return rate_check(
@@ -322,13 +340,10 @@ def rate_n_low_snr(ctx: CheckContext) -> Outcome:
         layers.append(tf.report.L)
         init = torch.stack([start, -start], 1)
         beta_tf, _ = tf(batch.X_train, batch.y_train, init, batch.x_query)
-        exact = start
-        for _ in range(T):
-            exact = symmetric_gradient_em_step(batch.X_train, batch.y_train, exact, batch.sigma)
-        truth = batch.betas[:, 0]
-        errs.append(rms_by_group(sign_invariant_error(beta_tf[:, 0], truth), groups))
-        floor.append(_rms(torch.linalg.vector_norm(beta_tf[:, 0] - exact, dim=-1)))
-        stat.append(_rms(sign_invariant_error(exact, truth)))
+        err, fl, st = _symmetric_errors(beta_tf, batch, start, T, groups)
+        errs.append(err)
+        floor.append(fl)
+        stat.append(st)
     ratios = _floor_ratios(floor, stat)
     rates = [two_mixture_rates(n, d, scale) for n in ns]
     expected = rates[0].error.exponent["n"]
